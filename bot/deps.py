@@ -1,0 +1,28 @@
+"""The container of everything listeners and subcommands need, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.background import Background
+from bot.metrics import BotMetrics
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.commands import CommandRouter
+    from bot.store.db import Database
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Settings, the store, the Slack client, metrics, the command router, background work."""
+
+    settings: Settings
+    db: Database
+    slack: AsyncWebClient
+    metrics: BotMetrics
+    router: CommandRouter
+    background: Background

@@ -1,0 +1,138 @@
+"""Starting and stopping the whole bot: database, Slack client, Bolt app, HTTP and Socket Mode.
+
+``BotRuntime`` is what ``streamhouse-bot run`` drives, and what tests and benchmarks start
+in-process. Without ``BOT_DATABASE_URL`` it runs its own embedded PostgreSQL under
+``BOT_DATA_DIR`` and stops it again on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+from bot.app import build_app
+from bot.background import Background
+from bot.deps import Deps
+from bot.metrics import BotMetrics
+from bot.readiness import SlackIdentity
+from bot.settings import Settings
+from bot.slack_client import build_slack_client
+from bot.store.db import Database
+from bot.store.embedded import EmbeddedPostgres
+from bot.store.migrations import apply_migrations
+from bot.subcommands import build_router
+from bot.web import build_web_app
+
+logger = logging.getLogger("bot.runtime")
+
+
+class BotRuntime:
+    """One running bot; ``async with BotRuntime(settings) as bot`` starts and stops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._embedded: EmbeddedPostgres | None = None
+        self._db: Database | None = None
+        self._deps: Deps | None = None
+        self._runner: web.AppRunner | None = None
+        self._socket_mode: AsyncSocketModeHandler | None = None
+        self.port: int | None = None
+
+    @property
+    def deps(self) -> Deps:
+        """The dependency container; only valid while the bot runs."""
+        if self._deps is None:
+            raise RuntimeError("the bot is not running")
+        return self._deps
+
+    @property
+    def embedded_postgres(self) -> EmbeddedPostgres | None:
+        """The embedded database server, when the bot runs one."""
+        return self._embedded
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the bot's HTTP server as reachable from this machine."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Bring everything up in dependency order; on failure, undo what was started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        self._db = await Database.connect(await self._database_url())
+        applied = await apply_migrations(self._db)
+        if applied:
+            logger.info("applied database migrations: %s", ", ".join(applied))
+        metrics = BotMetrics()
+        slack = build_slack_client(
+            token=self.settings.slack_bot_token.get_secret_value(),
+            base_url=self.settings.slack_base_url,
+            metrics=metrics,
+        )
+        self._deps = Deps(self.settings, self._db, slack, metrics, build_router(), Background())
+        bolt_app = build_app(self._deps)
+        identity = SlackIdentity(slack)
+        if not await identity.check():
+            logger.warning("Slack did not accept the bot yet; /readyz stays 503 until it does")
+        await self._serve_http(build_web_app(self._deps, bolt_app, identity))
+        if self.settings.slack_app_token is not None:
+            self._socket_mode = AsyncSocketModeHandler(
+                bolt_app, self.settings.slack_app_token.get_secret_value(), web_client=slack
+            )
+            await self._socket_mode.connect_async()  # type: ignore[no-untyped-call]
+            logger.info("connected to Slack over Socket Mode")
+
+    async def _database_url(self) -> str:
+        if self.settings.bot_database_url is not None:
+            return self.settings.bot_database_url.get_secret_value()
+        self._embedded = EmbeddedPostgres(self.settings.bot_data_dir / "postgres")
+        return await asyncio.to_thread(self._embedded.start)
+
+    async def _serve_http(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.bot_http_host, self.settings.bot_http_port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.bot_http_port
+        logger.info("listening on http://%s:%s", self.settings.bot_http_host, self.port)
+
+    async def stop(self) -> None:
+        """Stop in reverse order; safe to call twice and after a failed start."""
+        if self._socket_mode is not None:
+            await self._socket_mode.close_async()  # type: ignore[no-untyped-call]
+            self._socket_mode = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._deps is not None:
+            await self._deps.background.drain()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None
+        self._deps = None
+
+    async def __aenter__(self) -> BotRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,40 @@
+"""The subcommands of ``/streamhouse`` and the router that holds them.
+
+Registration is explicit: each subcommand module is imported here and registered once;
+a duplicate name raises when the router is built.
+"""
+
+from __future__ import annotations
+
+from bot.commands import CommandContext, CommandRouter, Invocation, SubcommandSpec
+from bot.ids import Subcommand
+from bot.render.help import help_reply
+from bot.replies import Reply
+from bot.subcommands.ping import run_ping
+
+
+def build_router() -> CommandRouter:
+    """A router with every subcommand the bot offers, in the order help lists them."""
+    router = CommandRouter()
+
+    async def run_help(context: CommandContext, invocation: Invocation) -> Reply:
+        return help_reply(router, context.deps.settings.runbook_base_url)
+
+    router.register(
+        SubcommandSpec(
+            name=Subcommand.HELP,
+            summary="list every subcommand with an example",
+            example="help",
+            handler=run_help,
+            instant=True,
+        )
+    )
+    router.register(
+        SubcommandSpec(
+            name=Subcommand.PING,
+            summary="check that the bot, its database and Slack answer, with round-trip times",
+            example="ping",
+            handler=run_ping,
+        )
+    )
+    return router
