@@ -7,22 +7,22 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.background import Background
 from bot.metrics import BotMetrics
 from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.commands import CommandRouter
+    from bot.deliveries import DeliveryLog
     from bot.store.db import Database
 
 
 @dataclass(frozen=True)
 class Deps:
-    """Settings, the store, the Slack client, metrics, the command router, background work."""
+    """Settings, the store, the Slack client, metrics, the router and the delivery log."""
 
     settings: Settings
     db: Database
     slack: AsyncWebClient
     metrics: BotMetrics
     router: CommandRouter
-    background: Background
+    deliveries: DeliveryLog

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.store.db import Database
 
 logger = logging.getLogger("bot.readiness")
+
+DATABASE_PING_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -51,7 +54,8 @@ async def readiness_report(db: Database, identity: SlackIdentity) -> tuple[bool,
     """Whether the bot is ready, with one line per dependency for ``GET /readyz``."""
     report: dict[str, str] = {}
     try:
-        seconds = await db.ping()
+        async with asyncio.timeout(DATABASE_PING_TIMEOUT_S):
+            seconds = await db.ping()
         report["database"] = f"ok ({seconds * 1000:.1f} ms)"
     except Exception as error:  # any failure makes the bot not ready; the reason is reported
         report["database"] = f"unreachable: {type(error).__name__}"

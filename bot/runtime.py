@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from types import TracebackType
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from bot.app import build_app
-from bot.background import Background
+from bot.deliveries import DeliveryLog
 from bot.deps import Deps
 from bot.metrics import BotMetrics
 from bot.readiness import SlackIdentity
@@ -29,6 +30,9 @@ from bot.web import build_web_app
 
 logger = logging.getLogger("bot.runtime")
 
+DELIVERY_MEMORY = timedelta(days=1)
+HOUSEKEEPING_INTERVAL_S = 3600.0
+
 
 class BotRuntime:
     """One running bot; ``async with BotRuntime(settings) as bot`` starts and stops it."""
@@ -40,6 +44,7 @@ class BotRuntime:
         self._deps: Deps | None = None
         self._runner: web.AppRunner | None = None
         self._socket_mode: AsyncSocketModeHandler | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     @property
@@ -78,7 +83,9 @@ class BotRuntime:
             base_url=self.settings.slack_base_url,
             metrics=metrics,
         )
-        self._deps = Deps(self.settings, self._db, slack, metrics, build_router(), Background())
+        self._deps = Deps(
+            self.settings, self._db, slack, metrics, build_router(), DeliveryLog(self._db)
+        )
         bolt_app = build_app(self._deps)
         identity = SlackIdentity(slack)
         if not await identity.check():
@@ -90,12 +97,23 @@ class BotRuntime:
             )
             await self._socket_mode.connect_async()  # type: ignore[no-untyped-call]
             logger.info("connected to Slack over Socket Mode")
+        self._housekeeping = asyncio.create_task(self._forget_old_deliveries(self._db))
 
     async def _database_url(self) -> str:
         if self.settings.bot_database_url is not None:
             return self.settings.bot_database_url.get_secret_value()
         self._embedded = EmbeddedPostgres(self.settings.bot_data_dir / "postgres")
         return await asyncio.to_thread(self._embedded.start)
+
+    @staticmethod
+    async def _forget_old_deliveries(db: Database) -> None:
+        """Slack retries within minutes; delivery keys older than a day only take space."""
+        while True:
+            try:
+                await db.forget_deliveries_older_than(DELIVERY_MEMORY)
+            except Exception as error:  # a database hiccup must not stop the bot
+                logger.warning("could not prune old Slack deliveries: %s", error)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def _serve_http(self, app: web.Application) -> None:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -109,6 +127,9 @@ class BotRuntime:
 
     async def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a failed start."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
         if self._socket_mode is not None:
             await self._socket_mode.close_async()  # type: ignore[no-untyped-call]
             self._socket_mode = None
@@ -116,7 +137,10 @@ class BotRuntime:
             await self._runner.cleanup()
             self._runner = None
         if self._deps is not None:
-            await self._deps.background.drain()
+            try:
+                await self._deps.deliveries.close()
+            except Exception as error:  # stopping must go on; Slack retries are rare
+                logger.warning("could not record the last Slack deliveries: %s", error)
         if self._db is not None:
             await self._db.close()
             self._db = None

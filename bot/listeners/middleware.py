@@ -1,9 +1,10 @@
 """Bolt global middleware: dependencies into the context, Slack retries dropped.
 
 Each request gets a delivery key (the event id, else the trigger id). First deliveries
-are recorded in PostgreSQL in the background, off the acknowledgement path; a delivery
-that carries ``X-Slack-Retry-Num`` is checked against that record and acknowledged
-without running any listener when it was already handled, by this replica or another.
+are noted in the ``DeliveryLog`` (written to PostgreSQL in batches, off the
+acknowledgement path); a delivery that carries ``X-Slack-Retry-Num`` is checked against it
+and acknowledged without running any listener when it was already handled, by this
+replica or another.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def build_middleware(deps: Deps) -> list[Middleware]:
             await next_()
             return response
         if retry_number(request) == 0:
-            deps.background.spawn(deps.db.remember_delivery(key), what="recording a Slack delivery")
+            deps.deliveries.note(key)
             await next_()
             return response
-        if await deps.db.remember_delivery(key):
+        if await deps.deliveries.first_time(key):
             await next_()
             return response
         logger.info("dropped Slack retry of an already handled delivery %s", key)

@@ -140,3 +140,25 @@ async def test_malformed_payloads_get_4xx(bot: BotRuntime, driver: SlackDriver) 
         response = await driver.raw(body, driver.signed_headers(body))
         assert 400 <= response.status < 500, (body, response.status, response.text)
     assert (await driver.command("help")).status == 200
+
+
+async def test_a_retry_reaching_another_replica_runs_once(
+    slack_emulator: SlackEmulator, database_url: str
+) -> None:
+    """Two bots on one database: a retry delivered to the second replica is not run again."""
+    from tests.fixtures.bot import make_settings
+
+    settings = make_settings(slack_emulator, database_url)
+    async with BotRuntime(settings) as first_bot, BotRuntime(settings) as second_bot:
+        async with SlackDriver(slack_emulator, bot_url=f"{first_bot.http_url}/slack/events") as one:
+            first = await one.command("ping", trigger_id="trigger-replica-1")
+        await slack_emulator.async_wait_for(lambda: slack_emulator.responses(first.response_url))
+        await first_bot.deps.deliveries.flush()
+        async with SlackDriver(
+            slack_emulator, bot_url=f"{second_bot.http_url}/slack/events"
+        ) as two:
+            retry = await two.command("ping", trigger_id="trigger-replica-1", retry_num=1)
+            fresh = await two.command("ping", trigger_id="trigger-replica-2", retry_num=1)
+        assert retry.status == 200
+        await slack_emulator.async_wait_for(lambda: slack_emulator.responses(fresh.response_url))
+        assert slack_emulator.responses(retry.response_url) == []

@@ -1,0 +1,1 @@
+"""Tests of the PostgreSQL store: embedded server, pool, migrations."""
