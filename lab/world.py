@@ -1,0 +1,413 @@
+"""The simulated Streamhouse world: one shared, thread-safe state that every lab fake reads.
+
+The Kubernetes fake, the metrics exporter, the S3 fault layer, the schema registry fake and
+the metadata database seeder all *render* their view from this state on each request, so
+every source tells the same story. Mutations that the bot can cause (deleting a pod, a
+rollout restart, an env or resources patch, scaling, growing a PVC) go through the
+``World`` methods below, which apply the world's physics: what the real system would do
+next (a restarted agent closes its circuit breaker only if S3 is healthy again, a raised
+memory limit stops the OOM kills, and so on).
+
+Scenarios (``lab/scenarios.py``) build a ``World``; nothing here knows scenario names.
+Times are timezone-aware UTC; ``now`` is injectable so tests can freeze time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+Profile = Literal["runbook", "upstream"]
+S3Fault = Literal[
+    "SlowDown", "AccessDenied", "InvalidAccessKeyId", "NoSuchBucket", "ConnectionRefused", "Slow"
+]
+BreakerState = Literal[0, 1, 2]  # 0 closed, 1 open, 2 half-open (as the metric encodes it)
+
+GIB = 1024**3
+MIB = 1024**2
+NAMESPACE = "streamhouse"
+AGENT_WORKLOAD = "streamhouse-agent"
+REGISTRY_WORKLOAD = "streamhouse-schema-registry"
+ORG_ID = "5f0c6a9e-7d1b-4c2a-9a53-3b8f6f1d2e10"
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class LogLine:
+    """One line of a container log."""
+
+    at: datetime
+    text: str
+
+
+@dataclass
+class WalFile:
+    """A WAL file of one partition on an agent's volume."""
+
+    topic: str
+    partition: int
+    size_bytes: int
+    modified_at: datetime
+    corrupted: bool = False
+    records_recovered: int = 0
+    records_skipped: int = 0
+
+
+@dataclass
+class Agent:
+    """One Streamhouse agent: its pod, container state, resources and internal state."""
+
+    agent_id: str
+    pod: str
+    node: str
+    ordinal: int
+    phase: Literal["Running", "Pending", "CrashLoopBackOff", "Terminated"] = "Running"
+    ready: bool = True
+    restart_count: int = 0
+    last_terminated_reason: str | None = None  # "OOMKilled", "Error", ...
+    last_terminated_at: datetime | None = None
+    started_at: datetime = field(default_factory=utc_now)
+    memory_bytes: int = 1 * GIB
+    cpu_cores: float = 0.5
+    breaker_state: BreakerState = 0
+    breaker_opened_at: datetime | None = None
+    breaker_transitions_1h: int = 0
+    wal_files: list[WalFile] = field(default_factory=list)
+    volume_capacity_bytes: int = 50 * GIB
+    volume_used_bytes: int = 5 * GIB
+    logs: list[LogLine] = field(default_factory=list)
+    heartbeat_ok: bool = True  # False: the process is wedged, no heartbeats, pod still there
+    partitions_owned: int = 4
+
+    def log(self, text: str, at: datetime | None = None) -> None:
+        """Append a log line (now by default)."""
+        self.logs.append(LogLine(at or utc_now(), text))
+
+
+@dataclass
+class Resources:
+    """Container resources of a workload's pod template."""
+
+    cpu_request: float = 1.0
+    cpu_limit: float | None = 2.0
+    memory_request_bytes: int = 2 * GIB
+    memory_limit_bytes: int | None = 4 * GIB
+
+
+@dataclass
+class Workload:
+    """The agent workload (Deployment or StatefulSet) or the registry Deployment."""
+
+    name: str
+    kind: Literal["Deployment", "StatefulSet"]
+    labels: dict[str, str]
+    replicas: int
+    env: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    annotations: dict[str, str] = field(default_factory=dict)
+    revision: int = 1
+    revision_history: list[tuple[int, datetime, str]] = field(default_factory=list)
+
+
+@dataclass
+class Node:
+    """A Kubernetes node with its conditions and clock offset (node_timex_offset_seconds)."""
+
+    name: str
+    clock_offset_seconds: float = 0.0
+    disk_pressure: bool = False
+    memory_pressure: bool = False
+    ready: bool = True
+
+
+@dataclass
+class Lease:
+    """A partition lease as the metadata DB holds it (expiry in ms since the epoch)."""
+
+    topic: str
+    partition: int
+    holder: str
+    epoch: int
+    expires_at_ms: int
+    acquired_at_ms: int
+
+
+@dataclass
+class KubeEvent:
+    """A namespace event (reason, message, involved object)."""
+
+    at: datetime
+    reason: str
+    message: str
+    kind: str
+    name: str
+    type: Literal["Normal", "Warning"] = "Normal"
+
+
+@dataclass
+class Subject:
+    """A schema registry subject: its versions (Avro JSON strings) and compatibility mode."""
+
+    name: str
+    versions: list[str]
+    compatibility: str | None = None  # None: global default applies
+
+
+@dataclass
+class Traffic:
+    """Producer demand and S3 behaviour that the throttle and breaker metrics derive from."""
+
+    put_demand_per_s: float = 800.0  # segment PUTs the agents want to do, fleet-wide
+    produce_messages_per_s: float = 20_000.0
+    s3_503_per_s: float = 0.0
+    s3_other_errors_per_s: float = 0.0
+    lease_conflicts_per_s: float = 0.0
+    lease_renewal_failure_ratio: float = 0.0
+    schema_errors_per_s: dict[str, float] = field(default_factory=dict)  # by type
+    schema_cache_hits_per_s: float = 200.0
+    schema_cache_misses_per_s: float = 5.0
+    adaptive_reductions_15m: int = 0
+
+
+class World:
+    """All state of the simulated deployment, guarded by one re-entrant lock.
+
+    Readers call ``snapshot``-style accessors under ``with world.lock``; mutators are the
+    methods below. ``version`` increases on every change so caches can notice.
+    """
+
+    def __init__(self, profile: Profile = "runbook", *, now: Callable[[], datetime] = utc_now):
+        self.profile: Profile = profile
+        self.now = now
+        self.lock = threading.RLock()
+        self.version = 0
+        self.scenario = "empty"
+        self.namespace = NAMESPACE
+        self.org_id = ORG_ID
+        self.bucket = "streamhouse-data" if profile == "runbook" else "streamhouse"
+        self.agent_workload = _agent_workload(profile)
+        self.registry_workload = Workload(
+            name=REGISTRY_WORKLOAD,
+            kind="Deployment",
+            labels={"app": REGISTRY_WORKLOAD}
+            if profile == "runbook"
+            else {
+                "app.kubernetes.io/name": "streamhouse",
+                "app.kubernetes.io/component": "schema-registry",
+            },
+            replicas=1,
+        )
+        self.agents: list[Agent] = []
+        self.registry_logs: list[LogLine] = []
+        self.nodes: list[Node] = [Node("node-a"), Node("node-b"), Node("node-c")]
+        self.storage_class_expandable = True
+        self.config_map: dict[str, str] = {"THROTTLE_ENABLED": "true", "THROTTLE_PUT_RATE": "3000"}
+        self.events: list[KubeEvent] = []
+        self.leases: list[Lease] = []
+        self.topics: dict[str, int] = {"orders": 4, "payments": 4}
+        self.subjects: dict[str, Subject] = {}
+        self.global_compatibility = "BACKWARD"
+        self.traffic = Traffic()
+        self.s3_fault: S3Fault | None = None
+        self.s3_5xx_per_minute: list[tuple[datetime, float]] = []  # CloudWatch series
+        self.prometheus_instrumented = True  # False: families exist, no samples (upstream today)
+        self.exec_allowed = False  # the Kubernetes fake answers exec with 403 unless True
+        self.memory_working_set_bytes = 1 * GIB  # what an agent needs; above the limit → OOM
+        self._replaced = 0
+
+    # -- helpers -------------------------------------------------------------------------
+    def touch(self) -> None:
+        """Record that the world changed."""
+        self.version += 1
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """The label selector of the agent pods in this profile."""
+        return dict(self.agent_workload.labels)
+
+    def agent_by_pod(self, pod: str) -> Agent | None:
+        """The agent whose pod is ``pod``."""
+        return next((agent for agent in self.agents if agent.pod == pod), None)
+
+    def add_agents(self, count: int) -> None:
+        """Create ``count`` healthy agents spread over the nodes."""
+        with self.lock:
+            for _ in range(count):
+                ordinal = len(self.agents)
+                pod = self._pod_name(ordinal)
+                node = self.nodes[ordinal % len(self.nodes)].name
+                agent = Agent(agent_id=_agent_id(pod), pod=pod, node=node, ordinal=ordinal)
+                agent.started_at = self.now() - timedelta(days=2)
+                agent.log("Agent started", agent.started_at)
+                self.agents.append(agent)
+            self.agent_workload.replicas = len(self.agents)
+            self.touch()
+
+    def _pod_name(self, ordinal: int) -> str:
+        if self.agent_workload.kind == "StatefulSet":
+            return f"{AGENT_WORKLOAD}-{ordinal}"
+        return f"{AGENT_WORKLOAD}-7d9f8c6b5-{secrets.token_hex(3)[:5]}"
+
+    # -- physics: what the bot's actions do ------------------------------------------------
+    def delete_pod(self, pod: str) -> str | None:
+        """Delete an agent pod; its workload brings a replacement. Returns the new pod name."""
+        with self.lock:
+            agent = self.agent_by_pod(pod)
+            if agent is None:
+                return None
+            self._restart(agent)
+            self.touch()
+            return agent.pod
+
+    def rollout_restart(self, workload: str) -> bool:
+        """``kubectl rollout restart``: every pod of ``workload`` is replaced."""
+        with self.lock:
+            target = self._workload(workload)
+            if target is None:
+                return False
+            stamp = self.now().isoformat()
+            target.annotations["kubectl.kubernetes.io/restartedAt"] = stamp
+            self._new_revision(target, "restart")
+            if target is self.agent_workload:
+                for agent in list(self.agents):
+                    self._restart(agent)
+            else:
+                self.registry_logs = [LogLine(self.now(), "Schema registry started; cache empty")]
+                self.traffic.schema_cache_misses_per_s = 0.0
+            self.touch()
+            return True
+
+    def set_env(self, workload: str, env: dict[str, str]) -> bool:
+        """Patch the workload's env; pods roll with the new values."""
+        with self.lock:
+            target = self._workload(workload)
+            if target is None:
+                return False
+            target.env.update(env)
+            self._new_revision(target, f"env {sorted(env)}")
+            if target is self.agent_workload:
+                for agent in list(self.agents):
+                    self._restart(agent)
+            self.touch()
+            return True
+
+    def set_resources(self, workload: str, resources: Resources) -> bool:
+        """Patch requests/limits; pods roll; an agent fits again once the limit covers it."""
+        with self.lock:
+            target = self._workload(workload)
+            if target is None:
+                return False
+            target.resources = resources
+            self._new_revision(target, "resources")
+            if target is self.agent_workload:
+                for agent in list(self.agents):
+                    self._restart(agent)
+            self.touch()
+            return True
+
+    def scale(self, workload: str, replicas: int) -> bool:
+        """Change the number of pods of ``workload``."""
+        with self.lock:
+            target = self._workload(workload)
+            if target is None or replicas < 0:
+                return False
+            if target is self.agent_workload:
+                while len(self.agents) > replicas:
+                    self.agents.pop()
+                if len(self.agents) < replicas:
+                    self.add_agents(replicas - len(self.agents))
+            target.replicas = replicas
+            self.touch()
+            return True
+
+    def grow_volume(self, agent_pod: str, new_capacity_bytes: int) -> str | None:
+        """Grow an agent's WAL volume; returns an error reason when Kubernetes would refuse."""
+        with self.lock:
+            agent = self.agent_by_pod(agent_pod)
+            if agent is None:
+                return "not found"
+            if not self.storage_class_expandable:
+                return "storage class does not allow volume expansion"
+            if new_capacity_bytes < agent.volume_capacity_bytes:
+                return "field can not be less than previous value"
+            agent.volume_capacity_bytes = new_capacity_bytes
+            self.touch()
+            return None
+
+    def _workload(self, name: str) -> Workload | None:
+        for workload in (self.agent_workload, self.registry_workload):
+            if workload.name == name:
+                return workload
+        return None
+
+    def _new_revision(self, workload: Workload, change: str) -> None:
+        workload.revision += 1
+        workload.revision_history.append((workload.revision, self.now(), change))
+
+    def _restart(self, agent: Agent) -> None:
+        """A fresh process: new pod name for a Deployment, same name for a StatefulSet."""
+        now = self.now()
+        if self.agent_workload.kind == "Deployment":
+            self._replaced += 1
+            agent.pod = self._pod_name(agent.ordinal)
+            agent.agent_id = _agent_id(agent.pod)
+            agent.restart_count = 0
+            agent.last_terminated_reason = None
+            agent.logs = []
+        agent.started_at = now
+        agent.phase, agent.ready, agent.heartbeat_ok = "Running", True, True
+        agent.log("Agent started", now)
+        limit = self.agent_workload.resources.memory_limit_bytes
+        if limit is not None and limit < self.memory_working_set_bytes:
+            agent.phase, agent.ready = "CrashLoopBackOff", False
+            agent.last_terminated_reason = "OOMKilled"
+            agent.restart_count += 1
+        else:
+            agent.memory_bytes = min(agent.memory_bytes, self.memory_working_set_bytes)
+        if self.s3_fault is None:
+            agent.breaker_state, agent.breaker_opened_at = 0, None
+            agent.log("S3 circuit breaker closed", now)
+        else:
+            agent.breaker_state, agent.breaker_opened_at = 1, now
+            agent.log("S3 circuit breaker open - rejecting request", now)
+
+    # -- S3 ------------------------------------------------------------------------------
+    def set_s3_fault(self, fault: S3Fault | None) -> None:
+        """Make S3 fail (or recover) for every client of the lab's S3 endpoint."""
+        with self.lock:
+            self.s3_fault = fault
+            self.touch()
+
+
+def _agent_workload(profile: Profile) -> Workload:
+    if profile == "runbook":
+        return Workload(
+            name=AGENT_WORKLOAD,
+            kind="Deployment",
+            labels={"app": AGENT_WORKLOAD},
+            replicas=0,
+            env={"THROTTLE_ENABLED": "true", "THROTTLE_PUT_RATE": "3000"},
+        )
+    return Workload(
+        name=AGENT_WORKLOAD,
+        kind="StatefulSet",
+        labels={
+            "app.kubernetes.io/name": "streamhouse",
+            "app.kubernetes.io/instance": "streamhouse",
+            "app.kubernetes.io/component": "agent",
+        },
+        replicas=0,
+        env={"THROTTLE_ENABLED": "true", "WAL_DIR": "/data/wal"},
+    )
+
+
+def _agent_id(pod: str) -> str:
+    return f"agent-{pod}"
