@@ -14,6 +14,7 @@ Times are timezone-aware UTC; ``now`` is injectable so tests can freeze time.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections.abc import Callable
@@ -254,7 +255,13 @@ class World:
     def _pod_name(self, ordinal: int) -> str:
         if self.agent_workload.kind == "StatefulSet":
             return f"{AGENT_WORKLOAD}-{ordinal}"
-        return f"{AGENT_WORKLOAD}-7d9f8c6b5-{secrets.token_hex(3)[:5]}"
+        return f"{AGENT_WORKLOAD}-{self.template_hash}-{secrets.token_hex(3)[:5]}"
+
+    @property
+    def template_hash(self) -> str:
+        """The pod-template hash of the agent Deployment's current revision."""
+        digest = hashlib.sha256(f"{AGENT_WORKLOAD}/{self.agent_workload.revision}".encode())
+        return digest.hexdigest()[:9]
 
     # -- physics: what the bot's actions do ------------------------------------------------
     def delete_pod(self, pod: str) -> str | None:

@@ -103,8 +103,8 @@ def test_runbook_pod_has_owner_env_resources_and_wal_volume(make_fake: MakeFake)
     core, _ = apis(fake)
     pod = core.read_namespaced_pod(world.agents[0].pod, NS)
     owner = pod.metadata.owner_references[0]
-    assert (owner.kind, owner.name) == ("ReplicaSet", f"{AGENT}-7d9f8c6b5")
-    assert pod.metadata.labels["pod-template-hash"] == "7d9f8c6b5"
+    assert (owner.kind, owner.name) == ("ReplicaSet", f"{AGENT}-{world.template_hash}")
+    assert pod.metadata.labels["pod-template-hash"] == world.template_hash
     container = pod.spec.containers[0]
     assert {env.name: env.value for env in container.env}["THROTTLE_PUT_RATE"] == "3000"
     assert container.resources.limits == {"cpu": "2", "memory": "4Gi"}
