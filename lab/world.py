@@ -222,7 +222,24 @@ class World:
         self.prometheus_instrumented = True  # False: families exist, no samples (upstream today)
         self.exec_allowed = False  # the Kubernetes fake answers exec with 403 unless True
         self.memory_working_set_bytes = 1 * GIB  # what an agent needs; above the limit → OOM
+        # Two agents claiming the same partitions (the lease simulator makes them collide).
+        self.fighting_partitions: list[tuple[str, int]] = []
+        # When each partition's newest segment reached S3 (default: one flush interval ago).
+        self.last_uploads: dict[tuple[str, int], datetime] = {}
+        # A schema producers keep trying to register: (subject, Avro JSON).
+        self.pending_schema: tuple[str, str] | None = None
+        self.lease_ttl_ms = 30_000 if profile == "runbook" else 300_000
         self._replaced = 0
+
+    def reset(self) -> None:
+        """Back to an empty world of the same profile, keeping the lock, clock and version.
+
+        Fakes hold a reference to this object, so a new scenario is built in place.
+        """
+        with self.lock:
+            lock, version = self.lock, self.version
+            self.__init__(self.profile, now=self.now)  # type: ignore[misc]
+            self.lock, self.version = lock, version + 1
 
     # -- helpers -------------------------------------------------------------------------
     def touch(self) -> None:
@@ -373,7 +390,12 @@ class World:
         agent.phase, agent.ready, agent.heartbeat_ok = "Running", True, True
         agent.log("Agent started", now)
         limit = self.agent_workload.resources.memory_limit_bytes
-        if limit is not None and limit < self.memory_working_set_bytes:
+        if any(wal.corrupted for wal in agent.wal_files):
+            agent.phase, agent.ready = "CrashLoopBackOff", False
+            agent.last_terminated_reason = "Error"
+            agent.restart_count += 1
+            agent.log("ERROR WAL recovery failed: CRC mismatch", now)
+        elif limit is not None and limit < self.memory_working_set_bytes:
             agent.phase, agent.ready = "CrashLoopBackOff", False
             agent.last_terminated_reason = "OOMKilled"
             agent.restart_count += 1
@@ -385,6 +407,20 @@ class World:
         else:
             agent.breaker_state, agent.breaker_opened_at = 1, now
             agent.log("S3 circuit breaker open - rejecting request", now)
+
+    def quarantine_wal(self, pod: str, topic: str, partition: int) -> bool:
+        """Move a partition's WAL aside on ``pod`` (the file is kept as a backup)."""
+        with self.lock:
+            agent = self.agent_by_pod(pod)
+            if agent is None:
+                return False
+            kept = [w for w in agent.wal_files if (w.topic, w.partition) != (topic, partition)]
+            if len(kept) == len(agent.wal_files):
+                return False
+            agent.wal_files = kept
+            agent.log(f"INFO WAL for {topic}-{partition} moved aside (kept as .wal.bak)")
+            self.touch()
+            return True
 
     # -- S3 ------------------------------------------------------------------------------
     def set_s3_fault(self, fault: S3Fault | None) -> None:
