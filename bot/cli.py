@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from bot import __version__
 from bot.settings import Settings, SettingsError, load_settings
+from lab.cli import add_lab_commands, run_lab
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,12 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="start the bot against a Slack emulator and show what a user sees"
     )
+    add_lab_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "lab":
+        return run_lab(args)
     if args.command == "demo":
         from lab.demo import run_demo  # the lab is only needed for the demo
 

@@ -295,8 +295,13 @@ class PrometheusStack:
         return start, end
 
     # -- processes -------------------------------------------------------------------------
-    def start(self, timeout: float = 30.0) -> float:
-        """Start both, wait for the first scrape of every target; returns the cold start (s)."""
+    def start(self, timeout: float = 30.0, *, wait_for_scrape: bool = True) -> float:
+        """Start both and wait until they serve; returns the cold start (s).
+
+        With ``wait_for_scrape`` it also waits for the first live scrape of every target
+        (about 5 s: Prometheus refreshes targets every 5 s). After a backfill of the same
+        world, queries are already right without it.
+        """
         if self._processes:
             raise RuntimeError("the stack is already running")
         if not self._tsdb.exists():
@@ -306,7 +311,9 @@ class PrometheusStack:
         self._processes = [self._alertmanager_process(), self._prometheus_process()]
         for process in self._processes:
             process.start()
-        waits = ((self._alertmanager_ready, "Alertmanager"), (self._scraped, "the first scrape"))
+        waits = [(self._alertmanager_ready, "Alertmanager"), (self._prometheus_ready, "Prometheus")]
+        if wait_for_scrape:
+            waits.append((self._scraped, "the first scrape"))
         try:
             for ready, what in waits:
                 _wait_until(ready, what=what, timeout=timeout, processes=self._processes)
@@ -356,6 +363,10 @@ class PrometheusStack:
 
     def _alertmanager_ready(self) -> bool:
         _http(f"{self.alertmanager_url}/-/ready")
+        return True
+
+    def _prometheus_ready(self) -> bool:
+        _http(f"{self.prometheus_url}/-/ready")
         return True
 
     def _scraped(self) -> bool:

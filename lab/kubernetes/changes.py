@@ -23,8 +23,16 @@ from lab.kubernetes.templates import RESTARTED_AT
 from lab.world import Resources, Workload
 
 _CONTAINERS = "spec.template.spec.containers[0]"
-_SERVER_METADATA = ("resourceVersion", "generation", "managedFields", "creationTimestamp", "uid",
-                    "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
+_SERVER_METADATA = (
+    "resourceVersion",
+    "generation",
+    "managedFields",
+    "creationTimestamp",
+    "uid",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
 
 
 @dataclass
@@ -177,13 +185,18 @@ def _resources(target: Target, container: JsonObject) -> Resources:
     memory_request = memory_limit if memory_request is None else memory_request
     if cpu_request is None or memory_request is None:
         raise target.unsupported(f"{base}.requests")
-    for name, request, limit in (("cpu", cpu_request, cpu_limit),
-                                 ("memory", memory_request, memory_limit)):
+    for name, request, limit in (
+        ("cpu", cpu_request, cpu_limit),
+        ("memory", memory_request, memory_limit),
+    ):
         if limit is not None and request > limit:
-            raise target.invalid(f"{base}.requests", f"Invalid value: {request}: must be less "
-                                 f"than or equal to {name} limit of {limit}")
+            raise target.invalid(
+                f"{base}.requests",
+                f"Invalid value: {request}: must be less than or equal to {name} limit of {limit}",
+            )
     return Resources(
-        cpu_request=float(cpu_request), cpu_limit=None if cpu_limit is None else float(cpu_limit),
+        cpu_request=float(cpu_request),
+        cpu_limit=None if cpu_limit is None else float(cpu_limit),
         memory_request_bytes=int(memory_request),
         memory_limit_bytes=None if memory_limit is None else int(memory_limit),
     )

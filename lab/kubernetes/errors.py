@@ -50,9 +50,12 @@ def not_found(resource: str, name: str, group: str = "") -> ApiError:
     """404 for a named object that does not exist."""
     kind = qualified(resource, group)
     return ApiError(
-        404, "NotFound", f'{kind} "{name}" not found',
-        {"name": name, "group": group, "kind": resource} if group else
-        {"name": name, "kind": resource},
+        404,
+        "NotFound",
+        f'{kind} "{name}" not found',
+        {"name": name, "group": group, "kind": resource}
+        if group
+        else {"name": name, "kind": resource},
     )
 
 
@@ -84,7 +87,9 @@ def forbidden(resource: str, name: str, why: str, group: str = "") -> ApiError:
     """403 for a request that admission or RBAC refuses."""
     kind = qualified(resource, group)
     return ApiError(
-        403, "Forbidden", f'{kind} "{name}" is forbidden: {why}',
+        403,
+        "Forbidden",
+        f'{kind} "{name}" is forbidden: {why}',
         {"name": name, "group": group, "kind": resource},
     )
 

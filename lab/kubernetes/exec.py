@@ -25,8 +25,10 @@ STDOUT, STDERR, ERROR = 1, 2, 3
 
 def exec_forbidden(cluster: Cluster, pod: str) -> ApiError:
     """The RBAC refusal of ``create pods/exec``."""
-    why = (f'User "{SERVICE_ACCOUNT}" cannot create resource "pods/exec" in API group "" '
-           f'in the namespace "{cluster.namespace}"')
+    why = (
+        f'User "{SERVICE_ACCOUNT}" cannot create resource "pods/exec" in API group "" '
+        f'in the namespace "{cluster.namespace}"'
+    )
     return forbidden("pods", pod, why)
 
 
@@ -34,10 +36,17 @@ def exit_status(command: list[str], result: Result) -> JsonObject:
     """The Status the kubelet sends on the error channel when the command ends."""
     if result.exit_code == 0:
         return {"metadata": {}, "status": "Success"}
-    message = (f"command terminated with non-zero exit code: error executing command "
-               f"{command}, exit code {result.exit_code}")
-    return {"metadata": {}, "status": "Failure", "message": message, "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": str(result.exit_code)}]}}
+    message = (
+        f"command terminated with non-zero exit code: error executing command "
+        f"{command}, exit code {result.exit_code}"
+    )
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(result.exit_code)}]},
+    }
 
 
 async def exec_pod(request: web.Request, cluster: Cluster, pod: str) -> web.StreamResponse:

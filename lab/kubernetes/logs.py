@@ -50,14 +50,16 @@ def _source_lines(cluster: Cluster, pod: str, previous: bool) -> list[LogLine]:
     agent = cluster.world.agent_by_pod(pod)
     if agent is None:
         if previous:
-            raise bad_request(f'previous terminated container "{REGISTRY_CONTAINER}" in pod '
-                              f'"{pod}" not found')
+            raise bad_request(
+                f'previous terminated container "{REGISTRY_CONTAINER}" in pod "{pod}" not found'
+            )
         return list(cluster.world.registry_logs)
     if not previous:
         return list(agent.logs)
     if agent.last_terminated_reason is None and agent.restart_count == 0:
-        raise bad_request(f'previous terminated container "{AGENT_CONTAINER}" in pod "{pod}" '
-                          "not found")
+        raise bad_request(
+            f'previous terminated container "{AGENT_CONTAINER}" in pod "{pod}" not found'
+        )
     return [line for line in agent.logs if line.at < agent.started_at]
 
 

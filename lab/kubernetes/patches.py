@@ -25,9 +25,16 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ACCEPTED = [JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH]
-_MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name",
-               "volumes": "name", "volumeMounts": "name", "imagePullSecrets": "name",
-               "ports": "containerPort", "conditions": "type"}
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "name",
+    "imagePullSecrets": "name",
+    "ports": "containerPort",
+    "conditions": "type",
+}
 
 
 def apply_patch(obj: JsonObject, content_type: str, raw: bytes) -> JsonObject:
@@ -124,8 +131,9 @@ def _child(node: Any, part: str, path: str) -> Any:
     try:
         return node[int(part)] if isinstance(node, list) else node[part]
     except (KeyError, IndexError, ValueError, TypeError) as exc:
-        raise ApiError(422, "Invalid", f"the server rejected our request: path {path!r} "
-                       "does not exist") from exc
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request: path {path!r} does not exist"
+        ) from exc
 
 
 def _get(doc: Any, path: str) -> Any:
@@ -183,8 +191,11 @@ def json_patch(obj: JsonObject, operations: list[Any]) -> JsonObject:
             doc = _add(doc, path, moved)
         elif op == "test":
             if _get(doc, path) != value:
-                raise ApiError(422, "Invalid", f"the server rejected our request: test "
-                               f"operation for path {path!r} failed")
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"the server rejected our request: test operation for path {path!r} failed",
+                )
         else:
             raise bad_request(f"Unexpected kind: {op}")
     if not isinstance(doc, dict):

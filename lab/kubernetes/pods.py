@@ -36,8 +36,12 @@ def pod_uid(agent: Agent) -> str:
 def owner_reference(kind: str, name: str) -> JsonObject:
     """The controller reference a pod (or ReplicaSet) carries."""
     return {
-        "apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid_for(name, kind),
-        "controller": True, "blockOwnerDeletion": True,
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": name,
+        "uid": uid_for(name, kind),
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
 
 
@@ -71,7 +75,10 @@ def _agent_metadata(cluster: Cluster, agent: Agent) -> JsonObject:
         labels["statefulset.kubernetes.io/pod-name"] = agent.pod
         labels["apps.kubernetes.io/pod-index"] = str(agent.ordinal)
     meta = object_meta(
-        cluster, agent.pod, agent.started_at, labels=labels,
+        cluster,
+        agent.pod,
+        agent.started_at,
+        labels=labels,
         annotations=pod_template(cluster, workload)["metadata"].get("annotations"),
     )
     meta["uid"] = pod_uid(agent)
@@ -89,8 +96,14 @@ def _agent_state(agent: Agent) -> JsonObject:
         return {"waiting": {"reason": "ContainerCreating"}}
     if agent.phase == "Terminated":
         finished = rfc3339(agent.last_terminated_at or agent.started_at)
-        return {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": finished,
-                               "startedAt": rfc3339(agent.started_at)}}
+        return {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "finishedAt": finished,
+                "startedAt": rfc3339(agent.started_at),
+            }
+        }
     return {"running": {"startedAt": rfc3339(agent.started_at)}}
 
 
@@ -99,26 +112,43 @@ def _last_state(agent: Agent) -> JsonObject:
         return {}
     oom = agent.last_terminated_reason == "OOMKilled"
     finished = agent.last_terminated_at or agent.started_at
-    return {"terminated": {
-        "exitCode": 137 if oom else 1, "reason": agent.last_terminated_reason,
-        "startedAt": rfc3339(finished), "finishedAt": rfc3339(finished),
-        "containerID": f"containerd://{short_hash(agent.pod, 'previous', length=32)}",
-    }}
+    return {
+        "terminated": {
+            "exitCode": 137 if oom else 1,
+            "reason": agent.last_terminated_reason,
+            "startedAt": rfc3339(finished),
+            "finishedAt": rfc3339(finished),
+            "containerID": f"containerd://{short_hash(agent.pod, 'previous', length=32)}",
+        }
+    }
 
 
 def _conditions(ready: bool, since: datetime, scheduled: bool = True) -> list[JsonObject]:
     at = rfc3339(since)
+
     def condition(kind: str, ok: bool) -> JsonObject:
-        return {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": at,
-                "lastProbeTime": None}
-    return [condition("PodReadyToStartContainers", scheduled), condition("Initialized", True),
-            condition("Ready", ready), condition("ContainersReady", ready),
-            condition("PodScheduled", scheduled)]
+        return {
+            "type": kind,
+            "status": "True" if ok else "False",
+            "lastTransitionTime": at,
+            "lastProbeTime": None,
+        }
+
+    return [
+        condition("PodReadyToStartContainers", scheduled),
+        condition("Initialized", True),
+        condition("Ready", ready),
+        condition("ContainersReady", ready),
+        condition("PodScheduled", scheduled),
+    ]
 
 
 def _container_status(name: str, image: str, pod: str, ready: bool, restarts: int) -> JsonObject:
     return {
-        "name": name, "image": image, "ready": ready, "restartCount": restarts,
+        "name": name,
+        "image": image,
+        "ready": ready,
+        "restartCount": restarts,
         "imageID": f"docker.io/{image.split(':')[0]}@sha256:{short_hash(image, length=64)}",
         "containerID": f"containerd://{short_hash(pod, name, length=32)}",
         "started": ready,
@@ -145,19 +175,27 @@ def agent_pod(cluster: Cluster, agent: Agent) -> JsonObject:
         spec["volumes"] = [{"name": wal_volume_name(cluster), "persistentVolumeClaim": claim}]
         spec.update(hostname=agent.pod, subdomain=f"{workload.name}-headless")
     status = _container_status(
-        AGENT_CONTAINER, AGENT_IMAGE, agent.pod, agent.ready and agent.phase == "Running",
+        AGENT_CONTAINER,
+        AGENT_IMAGE,
+        agent.pod,
+        agent.ready and agent.phase == "Running",
         agent.restart_count,
     )
     status["state"], status["lastState"] = _agent_state(agent), _last_state(agent)
     ip = _pod_ip(cluster, agent.node, agent.ordinal)
     return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": _agent_metadata(cluster, agent),
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _agent_metadata(cluster, agent),
         "spec": spec,
         "status": {
             "phase": _PHASES.get(agent.phase, "Failed"),
             "conditions": _conditions(status["ready"], agent.started_at),
-            "hostIP": _host_ip(cluster, agent.node), "podIP": ip, "podIPs": [{"ip": ip}],
-            "startTime": rfc3339(agent.started_at), "qosClass": "Burstable",
+            "hostIP": _host_ip(cluster, agent.node),
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": rfc3339(agent.started_at),
+            "qosClass": "Burstable",
             "containerStatuses": [status],
         },
     }
@@ -178,11 +216,24 @@ def registry_pods(cluster: Cluster) -> list[JsonObject]:
         status = _container_status(REGISTRY_CONTAINER, REGISTRY_IMAGE, name, True, 0)
         status.update(state={"running": {"startedAt": rfc3339(started)}}, lastState={})
         ip = _pod_ip(cluster, node, 200 + index)
-        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": {
-            "phase": "Running", "conditions": _conditions(True, started),
-            "hostIP": _host_ip(cluster, node), "podIP": ip, "podIPs": [{"ip": ip}],
-            "startTime": rfc3339(started), "qosClass": "Burstable", "containerStatuses": [status],
-        }})
+        pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": meta,
+                "spec": spec,
+                "status": {
+                    "phase": "Running",
+                    "conditions": _conditions(True, started),
+                    "hostIP": _host_ip(cluster, node),
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "startTime": rfc3339(started),
+                    "qosClass": "Burstable",
+                    "containerStatuses": [status],
+                },
+            }
+        )
     return pods
 
 

@@ -73,8 +73,10 @@ def apply_change(cluster: Cluster, workload: Workload, change: WorkloadChange) -
 async def list_workloads(request: web.Request) -> web.Response:
     """``GET .../deployments`` or ``.../statefulsets``."""
     kind = _kind(request)
+
     def render(cluster: Cluster) -> list[JsonObject]:
         return [render_workload(cluster, w) for w in workloads_of_kind(cluster, kind)]
+
     with locked(request) as cluster:
         items = filtered(request, scoped(request, render))
         return respond(kind_list(cluster, kind, "apps/v1", items))
@@ -93,8 +95,11 @@ async def write_workload(request: web.Request) -> web.Response:
         workload = _lookup(request, cluster)
         target = _target(request, workload.name)
         before = render_workload(cluster, workload)
-        after = apply_patch(before, request.content_type, raw) if request.method == "PATCH" \
+        after = (
+            apply_patch(before, request.content_type, raw)
+            if request.method == "PATCH"
             else _json_object(raw)
+        )
         check_resource_version(target, after, cluster.resource_version)
         change = workload_change(target, workload, before, after)
         if dry_run(request):
@@ -116,8 +121,11 @@ async def write_scale(request: web.Request) -> web.Response:
         workload = _lookup(request, cluster)
         target = _target(request, workload.name)
         before = scale(cluster, workload)
-        after = apply_patch(before, request.content_type, raw) if request.method == "PATCH" \
+        after = (
+            apply_patch(before, request.content_type, raw)
+            if request.method == "PATCH"
             else _json_object(raw)
+        )
         check_resource_version(target, after, cluster.resource_version)
         replicas = replicas_value(target, after.get("spec", {}).get("replicas", 0))
         if dry_run(request):

@@ -57,7 +57,8 @@ async def delete_pod(request: web.Request) -> web.Response:
         if cluster.world.agent_by_pod(name) is None:
             raise method_not_allowed(
                 f'pods "{name}": the lab World cannot delete a schema-registry pod; '
-                "use a rollout restart of its Deployment")
+                "use a rollout restart of its Deployment"
+            )
         if not dry_run(request):
             cluster.world.delete_pod(name)
         pod["metadata"]["deletionTimestamp"] = rfc3339(cluster.now())
@@ -147,11 +148,19 @@ async def node_proxy(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     """``GET /version``."""
-    return respond({
-        "major": "1", "minor": "30", "gitVersion": "v1.30.4", "platform": "linux/amd64",
-        "gitCommit": "lab", "gitTreeState": "clean", "buildDate": "2024-08-14T00:00:00Z",
-        "goVersion": "go1.22.5", "compiler": "gc",
-    })
+    return respond(
+        {
+            "major": "1",
+            "minor": "30",
+            "gitVersion": "v1.30.4",
+            "platform": "linux/amd64",
+            "gitCommit": "lab",
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-14T00:00:00Z",
+            "goVersion": "go1.22.5",
+            "compiler": "gc",
+        }
+    )
 
 
 def add_core_routes(app: web.Application) -> None:

@@ -28,8 +28,10 @@ from lab.world import Agent
 PVCS = "/api/v1/namespaces/{namespace}/persistentvolumeclaims"
 METRICS = "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
 STORAGE = "/apis/storage.k8s.io/v1/storageclasses"
-_EXPANSION_REFUSED = ("only dynamically provisioned pvc can be resized and the storageclass "
-                     "that provisions the pvc must support resize")
+_EXPANSION_REFUSED = (
+    "only dynamically provisioned pvc can be resized and the storageclass "
+    "that provisions the pvc must support resize"
+)
 
 
 async def list_pvcs(request: web.Request) -> web.Response:
@@ -55,8 +57,10 @@ def grow(cluster: Cluster, target: Target, agents: list[Agent], size: int) -> No
             continue
         if "storage class" in reason:
             raise forbidden(target.resource, target.name, _EXPANSION_REFUSED)
-        raise target.invalid("spec.resources.requests.storage",
-                             "Forbidden: field can not be less than previous value")
+        raise target.invalid(
+            "spec.resources.requests.storage",
+            "Forbidden: field can not be less than previous value",
+        )
 
 
 async def patch_pvc(request: web.Request) -> web.Response:
@@ -101,7 +105,8 @@ async def read_pod_metrics(request: web.Request) -> web.Response:
     with locked(request) as cluster:
         name = require_namespace(request, "pods", "metrics.k8s.io")
         found: JsonObject | None = next(
-            (item for item in pod_metrics(cluster) if item["metadata"]["name"] == name), None)
+            (item for item in pod_metrics(cluster) if item["metadata"]["name"] == name), None
+        )
         if found is None:
             raise not_found("pods", name, "metrics.k8s.io")
         return respond(found)

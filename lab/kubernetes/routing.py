@@ -60,7 +60,8 @@ def filtered(
     labels = parse_label_selector(request.query.get("labelSelector"))
     selected = parse_field_selector(request.query.get("fieldSelector"), fields)
     return [
-        item for item in items
+        item
+        for item in items
         if labels(item.get("metadata", {}).get("labels") or {}) and selected(item)
     ]
 

@@ -154,7 +154,8 @@ class KubernetesFake:
         started: asyncio.Future[None] = self._loop.create_future()
         ready = threading.Event()
         self._thread = threading.Thread(
-            target=self._serve, args=(sock, started, ready), name="kubernetes-fake", daemon=True)
+            target=self._serve, args=(sock, started, ready), name="kubernetes-fake", daemon=True
+        )
         self._thread.start()
         if not ready.wait(timeout):
             raise TimeoutError("the Kubernetes fake did not start in time")

@@ -54,7 +54,7 @@ def _entries(files: Files, directory: str) -> dict[str, tuple[int, str] | None]:
     children: dict[str, tuple[int, str] | None] = {}
     for path, stats in files.items():
         if path.startswith(prefix):
-            head, _, rest = path[len(prefix):].partition("/")
+            head, _, rest = path[len(prefix) :].partition("/")
             children[head] = None if rest else stats
     return children
 
@@ -94,8 +94,12 @@ def _ls(cluster: Cluster, files: Files, args: list[str]) -> Result:
 def _find(files: Files, args: list[str]) -> Result:
     root = args[0] if args and not args[0].startswith("-") else WAL_MOUNT
     pattern = args[args.index("-name") + 1] if "-name" in args[:-1] else "*"
-    found = [path for path in sorted(files) if path.startswith(root.rstrip("/") + "/")
-             and fnmatch.fnmatch(path.rsplit("/", 1)[-1], pattern)]
+    found = [
+        path
+        for path in sorted(files)
+        if path.startswith(root.rstrip("/") + "/")
+        and fnmatch.fnmatch(path.rsplit("/", 1)[-1], pattern)
+    ]
     return Result("".join(f"{path}\n" for path in found))
 
 
@@ -104,8 +108,11 @@ def _du(files: Files, args: list[str]) -> Result:
     in_bytes = any("b" in arg for arg in args if arg.startswith("-"))
     lines = []
     for path in paths:
-        total = sum(size for name, (size, _m) in files.items()
-                    if name == path or name.startswith(path.rstrip("/") + "/"))
+        total = sum(
+            size
+            for name, (size, _m) in files.items()
+            if name == path or name.startswith(path.rstrip("/") + "/")
+        )
         lines.append(f"{total if in_bytes else -(-total // 1024)}\t{path}")
     return Result("".join(f"{line}\n" for line in lines))
 
@@ -115,8 +122,10 @@ def _df(agent: Agent, args: list[str]) -> Result:
     unit, header = (1, "1B-blocks") if in_bytes else (1024, "1K-blocks")
     size, used = agent.volume_capacity_bytes // unit, agent.volume_used_bytes // unit
     percent = -(-agent.volume_used_bytes * 100 // max(agent.volume_capacity_bytes, 1))
-    return Result(f"Filesystem     {header}      Used Available Use% Mounted on\n"
-                  f"/dev/nvme1n1   {size} {used} {size - used} {percent}% {WAL_MOUNT}\n")
+    return Result(
+        f"Filesystem     {header}      Used Available Use% Mounted on\n"
+        f"/dev/nvme1n1   {size} {used} {size - used} {percent}% {WAL_MOUNT}\n"
+    )
 
 
 def _date(cluster: Cluster, node_name: str | None, args: list[str]) -> Result:
@@ -129,11 +138,15 @@ def _date(cluster: Cluster, node_name: str | None, args: list[str]) -> Result:
 
 def run(cluster: Cluster, pod: str, command: list[str]) -> Result:
     """Run ``command`` in ``pod`` (an agent pod; the registry image has no WAL)."""
-    if len(command) >= 3 and command[0] in ("sh", "/bin/sh", "bash", "/bin/bash") \
-            and command[1] == "-c":
+    if (
+        len(command) >= 3
+        and command[0] in ("sh", "/bin/sh", "bash", "/bin/bash")
+        and command[1] == "-c"
+    ):
         if any(token in command[2] for token in ("|", "&&", ";", ">", "$(")):
-            return Result(stderr="lab: shell pipelines are not supported by the fake\n",
-                          exit_code=2)
+            return Result(
+                stderr="lab: shell pipelines are not supported by the fake\n", exit_code=2
+            )
         command = shlex.split(command[2])
     if not command:
         return Result(stderr="sh: missing command\n", exit_code=2)
@@ -162,6 +175,8 @@ def _without_wal(cluster: Cluster, name: str, args: list[str]) -> Result:
     if name == "date":
         return _date(cluster, None, args)
     if name in ("ls", "find", "du", "df"):
-        return Result(stderr=f"{name}: cannot access '{WAL_MOUNT}': No such file or directory\n",
-                      exit_code=2 if name == "ls" else 1)
+        return Result(
+            stderr=f"{name}: cannot access '{WAL_MOUNT}': No such file or directory\n",
+            exit_code=2 if name == "ls" else 1,
+        )
     return Result(stderr=f"sh: 1: {name}: not found\n", exit_code=127)

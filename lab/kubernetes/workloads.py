@@ -59,7 +59,10 @@ def _counts(pods: list[JsonObject]) -> tuple[int, int]:
 
 def _workload_meta(cluster: Cluster, workload: Workload) -> JsonObject:
     meta = object_meta(
-        cluster, workload.name, cluster.created_at, labels=workload.labels,
+        cluster,
+        workload.name,
+        cluster.created_at,
+        labels=workload.labels,
         uid_parts=(workload.kind,),
     )
     meta["generation"] = workload.revision
@@ -74,24 +77,42 @@ def deployment(cluster: Cluster, workload: Workload) -> JsonObject:
     since = rfc3339(_revision_time(cluster, workload, workload.revision))
     available = "True" if ready >= workload.replicas else "False"
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": _workload_meta(cluster, workload),
         "spec": {
-            "replicas": workload.replicas, "selector": {"matchLabels": dict(workload.labels)},
+            "replicas": workload.replicas,
+            "selector": {"matchLabels": dict(workload.labels)},
             "template": pod_template(cluster, workload),
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-            "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
         },
         "status": {
-            "observedGeneration": workload.revision, "replicas": total, "updatedReplicas": total,
-            "readyReplicas": ready, "availableReplicas": ready,
+            "observedGeneration": workload.revision,
+            "replicas": total,
+            "updatedReplicas": total,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
             "unavailableReplicas": max(total - ready, 0),
             "conditions": [
-                {"type": "Available", "status": available, "lastUpdateTime": since,
-                 "lastTransitionTime": since, "reason": "MinimumReplicasAvailable"},
-                {"type": "Progressing", "status": "True", "lastUpdateTime": since,
-                 "lastTransitionTime": since, "reason": "NewReplicaSetAvailable"},
+                {
+                    "type": "Available",
+                    "status": available,
+                    "lastUpdateTime": since,
+                    "lastTransitionTime": since,
+                    "reason": "MinimumReplicasAvailable",
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "lastUpdateTime": since,
+                    "lastTransitionTime": since,
+                    "reason": "NewReplicaSetAvailable",
+                },
             ],
         },
     }
@@ -102,22 +123,33 @@ def stateful_set(cluster: Cluster, workload: Workload) -> JsonObject:
     total, ready = _counts(workload_pods(cluster, workload))
     revision = f"{workload.name}-{template_hash(cluster, workload)}"
     storage = {"requests": {"storage": "50Gi"}}
-    claim = {"metadata": {"name": "wal-data"},
-             "spec": {"accessModes": ["ReadWriteOnce"], "resources": storage}}
+    claim = {
+        "metadata": {"name": "wal-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": storage},
+    }
     return {
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
         "metadata": _workload_meta(cluster, workload),
         "spec": {
-            "replicas": workload.replicas, "selector": {"matchLabels": dict(workload.labels)},
-            "serviceName": f"{workload.name}-headless", "template": pod_template(cluster, workload),
-            "volumeClaimTemplates": [claim], "podManagementPolicy": "OrderedReady",
+            "replicas": workload.replicas,
+            "selector": {"matchLabels": dict(workload.labels)},
+            "serviceName": f"{workload.name}-headless",
+            "template": pod_template(cluster, workload),
+            "volumeClaimTemplates": [claim],
+            "podManagementPolicy": "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             "revisionHistoryLimit": 10,
         },
         "status": {
-            "observedGeneration": workload.revision, "replicas": total, "readyReplicas": ready,
-            "currentReplicas": total, "updatedReplicas": total, "availableReplicas": ready,
-            "currentRevision": revision, "updateRevision": revision,
+            "observedGeneration": workload.revision,
+            "replicas": total,
+            "readyReplicas": ready,
+            "currentReplicas": total,
+            "updatedReplicas": total,
+            "availableReplicas": ready,
+            "currentRevision": revision,
+            "updateRevision": revision,
             "collisionCount": 0,
         },
     }
@@ -139,8 +171,12 @@ def _history_meta(cluster: Cluster, workload: Workload, revision: int, kind: str
     if change := _revision_change(workload, revision):
         annotations[CHANGE_CAUSE] = change
     meta = object_meta(
-        cluster, f"{workload.name}-{suffix}", _revision_time(cluster, workload, revision),
-        labels=labels, annotations=annotations, uid_parts=(kind,),
+        cluster,
+        f"{workload.name}-{suffix}",
+        _revision_time(cluster, workload, revision),
+        labels=labels,
+        annotations=annotations,
+        uid_parts=(kind,),
     )
     meta["ownerReferences"] = [owner_reference(workload.kind, workload.name)]
     return meta
@@ -155,14 +191,24 @@ def replica_sets(cluster: Cluster) -> list[JsonObject]:
             meta = _history_meta(cluster, workload, revision, "ReplicaSet")
             replicas = workload.replicas if revision == workload.revision else 0
             live = revision == workload.revision
-            items.append({
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta,
-                "spec": {"replicas": replicas, "selector": {"matchLabels": meta["labels"]},
-                         "template": pod_template(cluster, workload)},
-                "status": {"replicas": total if live else 0, "readyReplicas": ready if live else 0,
-                           "availableReplicas": ready if live else 0,
-                           "observedGeneration": 1},
-            })
+            items.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": meta,
+                    "spec": {
+                        "replicas": replicas,
+                        "selector": {"matchLabels": meta["labels"]},
+                        "template": pod_template(cluster, workload),
+                    },
+                    "status": {
+                        "replicas": total if live else 0,
+                        "readyReplicas": ready if live else 0,
+                        "availableReplicas": ready if live else 0,
+                        "observedGeneration": 1,
+                    },
+                }
+            )
     return items
 
 
@@ -173,8 +219,15 @@ def controller_revisions(cluster: Cluster) -> list[JsonObject]:
         for revision in range(1, workload.revision + 1):
             meta = _history_meta(cluster, workload, revision, "ControllerRevision")
             data = {"spec": {"template": {"$patch": "replace", **pod_template(cluster, workload)}}}
-            items.append({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": meta,
-                          "data": data, "revision": revision})
+            items.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ControllerRevision",
+                    "metadata": meta,
+                    "data": data,
+                    "revision": revision,
+                }
+            )
     return items
 
 
@@ -183,7 +236,9 @@ def scale(cluster: Cluster, workload: Workload) -> JsonObject:
     meta = object_meta(cluster, workload.name, cluster.created_at, uid_parts=(workload.kind,))
     total = len(workload_pods(cluster, workload))
     return {
-        "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": meta,
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": meta,
         "spec": {"replicas": workload.replicas},
         "status": {"replicas": total, "selector": selector_string(workload.labels)},
     }

@@ -141,7 +141,10 @@ class BlockChecker:
         if text is None and fields is None:
             self.fail(ptr, "section requires text or fields")
         self.text(
-            text, pointer(ptr, "text"), label="section text", max_len=SECTION_TEXT_MAX,
+            text,
+            pointer(ptr, "text"),
+            label="section text",
+            max_len=SECTION_TEXT_MAX,
             required=False,
         )
         if fields is not None:
@@ -159,14 +162,19 @@ class BlockChecker:
             self.fail(ptr, f"{reason} (got {len(fields)})")
         for index, field in enumerate(fields):
             self.text(
-                field, pointer(ptr, index), label="section field",
+                field,
+                pointer(ptr, index),
+                label="section field",
                 max_len=SECTION_FIELD_TEXT_MAX,
             )
 
     def _header(self, block: dict[str, Any], ptr: str) -> None:
         self.text(
-            block.get("text"), pointer(ptr, "text"), label="header text",
-            max_len=HEADER_TEXT_MAX, plain_only=True,
+            block.get("text"),
+            pointer(ptr, "text"),
+            label="header text",
+            max_len=HEADER_TEXT_MAX,
+            plain_only=True,
         )
 
     def _markdown(self, block: dict[str, Any], ptr: str) -> None:
@@ -183,17 +191,13 @@ class BlockChecker:
             self.fail(pointer(ptr, "elements"), "rich_text elements must be an array")
 
     def _actions(self, block: dict[str, Any], ptr: str) -> None:
-        elements = self._element_list(
-            block, ptr, label="actions", max_items=ACTIONS_ELEMENTS_MAX
-        )
+        elements = self._element_list(block, ptr, label="actions", max_items=ACTIONS_ELEMENTS_MAX)
         action_ids: set[str] = set()
         for index, element in enumerate(elements):
             self.element(element, pointer(ptr, "elements", index), action_ids=action_ids)
 
     def _context(self, block: dict[str, Any], ptr: str) -> None:
-        elements = self._element_list(
-            block, ptr, label="context", max_items=CONTEXT_ELEMENTS_MAX
-        )
+        elements = self._element_list(block, ptr, label="context", max_items=CONTEXT_ELEMENTS_MAX)
         for index, element in enumerate(elements):
             where = pointer(ptr, "elements", index)
             if isinstance(element, dict) and element.get("type") == "image":
@@ -218,8 +222,11 @@ class BlockChecker:
         self.image(block, ptr)
         if block.get("title") is not None:
             self.text(
-                block["title"], pointer(ptr, "title"), label="image title",
-                max_len=ALT_TEXT_MAX, plain_only=True,
+                block["title"],
+                pointer(ptr, "title"),
+                label="image title",
+                max_len=ALT_TEXT_MAX,
+                plain_only=True,
             )
 
     def image(self, obj: dict[str, Any], ptr: str) -> None:
@@ -236,13 +243,19 @@ class BlockChecker:
 
     def _input(self, block: dict[str, Any], ptr: str) -> None:
         self.text(
-            block.get("label"), pointer(ptr, "label"), label="input label",
-            max_len=LABEL_MAX, plain_only=True,
+            block.get("label"),
+            pointer(ptr, "label"),
+            label="input label",
+            max_len=LABEL_MAX,
+            plain_only=True,
         )
         if block.get("hint") is not None:
             self.text(
-                block["hint"], pointer(ptr, "hint"), label="input hint",
-                max_len=LABEL_MAX, plain_only=True,
+                block["hint"],
+                pointer(ptr, "hint"),
+                label="input hint",
+                max_len=LABEL_MAX,
+                plain_only=True,
             )
         element = block.get("element")
         if element is None:

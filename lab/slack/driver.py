@@ -64,7 +64,10 @@ class SlackDriver:
         self._verifier = SignatureVerifier(signing_secret or emulator.signing_secret)
         self._session: aiohttp.ClientSession | None = None
         self.team = Team(
-            emulator.team_id, emulator.team_domain, emulator.app_id, emulator.bot_user_id,
+            emulator.team_id,
+            emulator.team_domain,
+            emulator.app_id,
+            emulator.bot_user_id,
             emulator.verification_token,
         )
 
@@ -135,7 +138,9 @@ class SlackDriver:
     ) -> DriverResponse:
         started = time.perf_counter()
         ack = await self.emulator.async_socket_send(
-            envelope_type, payload, retry_attempt=retry_num or 0,
+            envelope_type,
+            payload,
+            retry_attempt=retry_num or 0,
             retry_reason=retry_reason or ("http_timeout" if retry_num else ""),
         )
         ack_payload = ack.get("payload")
@@ -172,8 +177,12 @@ class SlackDriver:
         trigger = self.emulator.issue_trigger_id(trigger_id)
         response_url = self.emulator.new_response_url(channel_id=channel_id, user_id=user_id)
         fields = payloads.slash_command(
-            self.team, self._actor(user_id, channel_id), command=command, text=text,
-            response_url=response_url, trigger_id=trigger,
+            self.team,
+            self._actor(user_id, channel_id),
+            command=command,
+            text=text,
+            response_url=response_url,
+            trigger_id=trigger,
         )
         if via == "socket":
             result = await self._envelope(
@@ -181,8 +190,11 @@ class SlackDriver:
             )
         else:
             result = await self._post(
-                payloads.form_body(fields), FORM, retry_num=retry_num,
-                retry_reason=retry_reason, timestamp=timestamp,
+                payloads.form_body(fields),
+                FORM,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+                timestamp=timestamp,
             )
         return _with_context(result, response_url, trigger)
 
@@ -205,20 +217,28 @@ class SlackDriver:
         payload carries what Slack would; `block_id` defaults to the element's block.
         """
         message = self.emulator.message(channel_id, message_ts) or {
-            "type": "message", "ts": message_ts, "text": "",
+            "type": "message",
+            "ts": message_ts,
+            "text": "",
         }
         found_block_id, element = _find_element(message, action_id)
         trigger = self.emulator.issue_trigger_id(trigger_id)
         response_url = self.emulator.new_response_url(
-            channel_id=channel_id, user_id=user_id, message_ts=message_ts,
+            channel_id=channel_id,
+            user_id=user_id,
+            message_ts=message_ts,
             thread_ts=message.get("thread_ts"),
         )
         action = payloads.action_object(
             element, action_id=action_id, block_id=block_id or found_block_id or "b", value=value
         )
         payload = payloads.block_actions(
-            self.team, self._actor(user_id, channel_id), message=message, action=action,
-            response_url=response_url, trigger_id=trigger,
+            self.team,
+            self._actor(user_id, channel_id),
+            message=message,
+            action=action,
+            response_url=response_url,
+            trigger_id=trigger,
         )
         result = await self._interactive(payload, retry_num=retry_num, via=via)
         return _with_context(result, response_url, trigger)
@@ -291,8 +311,13 @@ class SlackDriver:
     ) -> tuple[dict[str, Any], DriverResponse]:
         """Post a message as a person (or another app) and deliver its `message` event."""
         stored = self.emulator.add_message(
-            channel_id, text, user=None if bot_id else user_id, blocks=blocks,
-            thread_ts=thread_ts, bot_id=bot_id, subtype="bot_message" if bot_id else None,
+            channel_id,
+            text,
+            user=None if bot_id else user_id,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            bot_id=bot_id,
+            subtype="bot_message" if bot_id else None,
         )
         channel = self.emulator.channel(channel_id)
         channel_type = "im" if channel.is_im else "group" if channel.is_private else "channel"
@@ -302,8 +327,11 @@ class SlackDriver:
     async def url_verification(self, challenge: str = "emulator-challenge") -> DriverResponse:
         """Send the Events API URL verification handshake."""
         body = json.dumps(
-            {"token": self.team.verification_token, "challenge": challenge,
-             "type": "url_verification"}
+            {
+                "token": self.team.verification_token,
+                "challenge": challenge,
+                "type": "url_verification",
+            }
         ).encode()
         return await self._post(body, "application/json", retry_num=None, retry_reason=None)
 
@@ -312,7 +340,12 @@ def _with_context(
     result: DriverResponse, response_url: str | None, trigger_id: str | None
 ) -> DriverResponse:
     return DriverResponse(
-        result.status, result.headers, result.text, result.elapsed, response_url, trigger_id,
+        result.status,
+        result.headers,
+        result.text,
+        result.elapsed,
+        response_url,
+        trigger_id,
         result.ack,
     )
 

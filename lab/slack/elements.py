@@ -26,9 +26,7 @@ if TYPE_CHECKING:
     from lab.slack.blockkit import BlockChecker
 
 
-def check_element(
-    checker: BlockChecker, element: Any, ptr: str, *, action_ids: set[str]
-) -> None:
+def check_element(checker: BlockChecker, element: Any, ptr: str, *, action_ids: set[str]) -> None:
     """Check one element; `action_ids` collects ids already used in the same block."""
     if not isinstance(element, dict):
         checker.fail(ptr, "element must be an object")
@@ -45,8 +43,11 @@ def check_element(
         check_confirm(checker, element["confirm"], pointer(ptr, "confirm"))
     if element.get("placeholder") is not None:
         checker.text(
-            element["placeholder"], pointer(ptr, "placeholder"), label="placeholder",
-            max_len=PLACEHOLDER_MAX, plain_only=True,
+            element["placeholder"],
+            pointer(ptr, "placeholder"),
+            label="placeholder",
+            max_len=PLACEHOLDER_MAX,
+            plain_only=True,
         )
     if kind == "button":
         _button(checker, element, ptr)
@@ -75,11 +76,16 @@ def _action_id(
 
 def _button(checker: BlockChecker, element: dict[str, Any], ptr: str) -> None:
     checker.text(
-        element.get("text"), pointer(ptr, "text"), label="button text",
-        max_len=BUTTON_TEXT_MAX, plain_only=True,
+        element.get("text"),
+        pointer(ptr, "text"),
+        label="button text",
+        max_len=BUTTON_TEXT_MAX,
+        plain_only=True,
     )
     checker.plain_string(
-        element.get("value"), pointer(ptr, "value"), label="button value",
+        element.get("value"),
+        pointer(ptr, "value"),
+        label="button value",
         max_len=BUTTON_VALUE_MAX,
     )
     checker.plain_string(
@@ -99,19 +105,24 @@ def _options(
         checker.fail(where, f"{label} options must be a non-empty array")
         return
     if len(options) > max_items:
-        checker.fail(where, f"{label} options: no more than {max_items} items allowed "
-                     f"(got {len(options)})")
+        checker.fail(
+            where, f"{label} options: no more than {max_items} items allowed (got {len(options)})"
+        )
     for index, option in enumerate(options):
         option_ptr = pointer(where, index)
         if not isinstance(option, dict):
             checker.fail(option_ptr, "option must be an object")
             continue
         checker.text(
-            option.get("text"), pointer(option_ptr, "text"), label="option text",
+            option.get("text"),
+            pointer(option_ptr, "text"),
+            label="option text",
             max_len=OPTION_TEXT_MAX,
         )
         checker.plain_string(
-            option.get("value"), pointer(option_ptr, "value"), label="option value",
+            option.get("value"),
+            pointer(option_ptr, "value"),
+            label="option value",
             max_len=OPTION_VALUE_MAX,
         )
 
@@ -122,17 +133,25 @@ def check_confirm(checker: BlockChecker, confirm: Any, ptr: str) -> None:
         checker.fail(ptr, "confirm must be an object")
         return
     checker.text(
-        confirm.get("title"), pointer(ptr, "title"), label="confirm title",
-        max_len=CONFIRM_TITLE_MAX, plain_only=True,
+        confirm.get("title"),
+        pointer(ptr, "title"),
+        label="confirm title",
+        max_len=CONFIRM_TITLE_MAX,
+        plain_only=True,
     )
     checker.text(
-        confirm.get("text"), pointer(ptr, "text"), label="confirm text",
+        confirm.get("text"),
+        pointer(ptr, "text"),
+        label="confirm text",
         max_len=CONFIRM_TEXT_MAX,
     )
     for button in ("confirm", "deny"):
         checker.text(
-            confirm.get(button), pointer(ptr, button), label=f"confirm {button}",
-            max_len=CONFIRM_BUTTON_MAX, plain_only=True,
+            confirm.get(button),
+            pointer(ptr, button),
+            label=f"confirm {button}",
+            max_len=CONFIRM_BUTTON_MAX,
+            plain_only=True,
         )
     style = confirm.get("style")
     if style is not None and style not in {"primary", "danger"}:

@@ -142,7 +142,10 @@ class SlackEmulator:
         """
         message: dict[str, Any] = {"type": "message", "text": text, "team": TEAM_ID}
         extras = {
-            "user": user, "blocks": blocks, "thread_ts": thread_ts, "bot_id": bot_id,
+            "user": user,
+            "blocks": blocks,
+            "thread_ts": thread_ts,
+            "bot_id": bot_id,
             "subtype": subtype,
         }
         message.update({k: v for k, v in extras.items() if v is not None})
@@ -195,8 +198,12 @@ class SlackEmulator:
         """Issue a response_url (5 uses, 30 minutes) tied to an interaction's context."""
         with self._workspace.lock:
             return new_response_url(
-                self._workspace, self.base_url, channel_id=channel_id, user_id=user_id,
-                message_ts=message_ts, thread_ts=thread_ts,
+                self._workspace,
+                self.base_url,
+                channel_id=channel_id,
+                user_id=user_id,
+                message_ts=message_ts,
+                thread_ts=thread_ts,
             )
 
     def issue_trigger_id(self, trigger_id: str | None = None) -> str:
@@ -268,9 +275,7 @@ class SlackEmulator:
     def response_posts(self, url: str | None = None) -> list[ResponseUrlPost]:
         """Every POST to response_urls, accepted or refused, with its HTTP status."""
         return self._read(
-            lambda ws: [
-                copy.deepcopy(p) for p in ws.response_posts if url is None or p.url == url
-            ]
+            lambda ws: [copy.deepcopy(p) for p in ws.response_posts if url is None or p.url == url]
         )
 
     @property
@@ -366,7 +371,10 @@ class SlackEmulator:
         `async_socket_send` instead.
         """
         coro = self._hub.send(
-            envelope_type, payload, retry_attempt=retry_attempt, retry_reason=retry_reason,
+            envelope_type,
+            payload,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
             ack_timeout=timeout,
         )
         return self._server.run(coro, timeout + 1.0)
@@ -385,8 +393,11 @@ class SlackEmulator:
         """Send an envelope to one connection and await its ack; return the ack."""
         return await self._server.arun(
             self._hub.send(
-                envelope_type, payload, retry_attempt=retry_attempt,
-                retry_reason=retry_reason, ack_timeout=timeout,
+                envelope_type,
+                payload,
+                retry_attempt=retry_attempt,
+                retry_reason=retry_reason,
+                ack_timeout=timeout,
             )
         )
 

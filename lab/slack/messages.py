@@ -117,7 +117,9 @@ class MessageStore:
                 root["reply_count"] = max(0, int(root.get("reply_count", 1)) - 1)
         if message.get("reply_count"):
             tombstone: dict[str, Any] = {
-                "type": "message", "subtype": "tombstone", "text": "This message was deleted.",
+                "type": "message",
+                "subtype": "tombstone",
+                "text": "This message was deleted.",
                 "hidden": True,
             }
             for key in ("ts", "thread_ts", "reply_count", "reply_users", "latest_reply"):
@@ -144,11 +146,7 @@ class MessageStore:
     def channel(self, channel: str, *, include_replies: bool = False) -> list[dict[str, Any]]:
         """Messages in ts order: top level (and broadcasts) unless `include_replies`."""
         messages = self._channels.get(channel, {}).values()
-        return [
-            copy.deepcopy(m)
-            for m in messages
-            if include_replies or _is_top_level(m)
-        ]
+        return [copy.deepcopy(m) for m in messages if include_replies or _is_top_level(m)]
 
     def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         """The thread root followed by its replies, in ts order."""
@@ -169,7 +167,5 @@ class MessageStore:
 def _is_top_level(message: dict[str, Any]) -> bool:
     thread_ts = message.get("thread_ts")
     return (
-        not thread_ts
-        or thread_ts == message["ts"]
-        or message.get("subtype") == "thread_broadcast"
+        not thread_ts or thread_ts == message["ts"] or message.get("subtype") == "thread_broadcast"
     )

@@ -60,7 +60,10 @@ def bot_message(content: dict[str, Any], *, thread_ts: str | None = None) -> dic
         "app_id": APP_ID,
         "team": TEAM_ID,
         "bot_profile": {
-            "id": BOT_ID, "app_id": APP_ID, "name": BOT_NAME, "deleted": False,
+            "id": BOT_ID,
+            "app_id": APP_ID,
+            "name": BOT_NAME,
+            "deleted": False,
             "team_id": TEAM_ID,
         },
         **content,

@@ -84,7 +84,10 @@ def update_view(ws: Workspace, req: ApiRequest) -> dict[str, Any]:
     if expected is not None and expected != current["hash"]:
         raise SlackError("hash_conflict")
     stored = _render(
-        ws, view, current["id"], root_id=current["root_view_id"],
+        ws,
+        view,
+        current["id"],
+        root_id=current["root_view_id"],
         previous_id=current["previous_view_id"],
     )
     ws.views[current["id"]] = stored

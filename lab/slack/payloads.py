@@ -78,8 +78,9 @@ def _user(team: Team, actor: Actor) -> dict[str, str]:
     }
 
 
-def action_object(element: dict[str, Any] | None, *, action_id: str, block_id: str,
-                  value: str) -> dict[str, Any]:
+def action_object(
+    element: dict[str, Any] | None, *, action_id: str, block_id: str, value: str
+) -> dict[str, Any]:
     """One entry of `actions`: a clicked button or a chosen select option."""
     element = element or {"type": "button", "text": {"type": "plain_text", "text": action_id}}
     action: dict[str, Any] = {
@@ -96,7 +97,8 @@ def action_object(element: dict[str, Any] | None, *, action_id: str, block_id: s
         options = element.get("options") or []
         chosen = next((o for o in options if o.get("value") == value), None)
         action["selected_option"] = chosen or {
-            "text": {"type": "plain_text", "text": value}, "value": value,
+            "text": {"type": "plain_text", "text": value},
+            "value": value,
         }
     return action
 
@@ -163,7 +165,9 @@ def event_callback(
     event = {**event}
     event.setdefault("event_ts", f"{now}.000000")
     context = {
-        "et": event.get("type"), "tid": team.team_id, "aid": team.app_id,
+        "et": event.get("type"),
+        "tid": team.team_id,
+        "aid": team.app_id,
         "cid": event.get("channel"),
     }
     encoded = base64.urlsafe_b64encode(json.dumps(context).encode()).decode().rstrip("=")
@@ -193,8 +197,12 @@ def event_callback(
 
 def message_event(message: dict[str, Any], *, channel_id: str, channel_type: str) -> dict[str, Any]:
     """The `message` event Slack sends for a stored message."""
-    event = {**message, "channel": channel_id, "event_ts": message["ts"],
-             "channel_type": channel_type}
+    event = {
+        **message,
+        "channel": channel_id,
+        "event_ts": message["ts"],
+        "channel_type": channel_type,
+    }
     if "user" in event and "bot_id" not in event:
         event.setdefault("client_msg_id", str(uuid.uuid4()))
     return event

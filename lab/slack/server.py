@@ -131,7 +131,9 @@ class ServerThread:
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
-            target=self._run, args=(self._loop, sock, ready, failure), name="slack-emulator",
+            target=self._run,
+            args=(self._loop, sock, ready, failure),
+            name="slack-emulator",
             daemon=True,
         )
         self._thread.start()

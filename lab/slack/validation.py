@@ -84,13 +84,20 @@ def check_view(view: Any) -> Problem | None:
 
 def _check_modal_chrome(checker: BlockChecker, view: dict[str, Any]) -> None:
     checker.text(
-        view.get("title"), "/view/title", label="view title", max_len=VIEW_TITLE_MAX,
+        view.get("title"),
+        "/view/title",
+        label="view title",
+        max_len=VIEW_TITLE_MAX,
         plain_only=True,
     )
     for button in ("submit", "close"):
         checker.text(
-            view.get(button), f"/view/{button}", label=f"view {button}",
-            max_len=VIEW_BUTTON_MAX, plain_only=True, required=False,
+            view.get(button),
+            f"/view/{button}",
+            label=f"view {button}",
+            max_len=VIEW_BUTTON_MAX,
+            plain_only=True,
+            required=False,
         )
     blocks = view.get("blocks")
     has_inputs = isinstance(blocks, list) and any(
@@ -102,10 +109,10 @@ def _check_modal_chrome(checker: BlockChecker, view: dict[str, Any]) -> None:
 
 def _check_view_strings(checker: BlockChecker, view: dict[str, Any]) -> None:
     checker.plain_string(
-        view.get("private_metadata"), "/view/private_metadata", label="private_metadata",
+        view.get("private_metadata"),
+        "/view/private_metadata",
+        label="private_metadata",
         max_len=PRIVATE_METADATA_MAX,
     )
     for name in ("callback_id", "external_id"):
-        checker.plain_string(
-            view.get(name), f"/view/{name}", label=name, max_len=CALLBACK_ID_MAX
-        )
+        checker.plain_string(view.get(name), f"/view/{name}", label=name, max_len=CALLBACK_ID_MAX)

@@ -53,7 +53,7 @@ def wait_ready(url: str, proc: subprocess.Popen[str], within: float = 60.0) -> i
     status = 0
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             status = error.code

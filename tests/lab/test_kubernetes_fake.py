@@ -186,7 +186,8 @@ def test_restart_annotation_rolls_pods_and_adds_a_revision(make_fake: MakeFake) 
     old = set(agent_names(core))
     stamp = {"kubectl.kubernetes.io/restartedAt": NOW.isoformat()}
     apps.patch_namespaced_deployment(
-        AGENT, NS, {"spec": {"template": {"metadata": {"annotations": stamp}}}})
+        AGENT, NS, {"spec": {"template": {"metadata": {"annotations": stamp}}}}
+    )
     assert old.isdisjoint(agent_names(core))
     assert world.agent_workload.revision == 2
     revisions = {
@@ -202,7 +203,8 @@ def test_env_patch_rolls_pods_with_the_new_value(make_fake: MakeFake) -> None:
     core, apps = apis(fake)
     container = {"name": "agent", "env": [{"name": "THROTTLE_PUT_RATE", "value": "3500"}]}
     apps.patch_namespaced_stateful_set(
-        AGENT, NS, {"spec": {"template": {"spec": {"containers": [container]}}}})
+        AGENT, NS, {"spec": {"template": {"spec": {"containers": [container]}}}}
+    )
     assert world.agent_workload.env["THROTTLE_PUT_RATE"] == "3500"
     pod = core.read_namespaced_pod(f"{AGENT}-0", NS)
     env = {item.name: item.value for item in pod.spec.containers[0].env}
@@ -218,7 +220,10 @@ def test_read_modify_write_of_the_whole_object_applies_the_change(make_fake: Mak
     deployment.spec.template.spec.containers[0].env.append(client.V1EnvVar(name="X", value="1"))
     apps.patch_namespaced_deployment(AGENT, NS, deployment)
     assert world.agent_workload.env == {
-        "THROTTLE_ENABLED": "true", "THROTTLE_PUT_RATE": "3000", "X": "1"}
+        "THROTTLE_ENABLED": "true",
+        "THROTTLE_PUT_RATE": "3000",
+        "X": "1",
+    }
 
 
 def test_raising_the_memory_limit_ends_the_oom_crash_loop(make_fake: MakeFake) -> None:
@@ -228,8 +233,12 @@ def test_raising_the_memory_limit_ends_the_oom_crash_loop(make_fake: MakeFake) -
         world.memory_working_set_bytes = 6 * GIB
         world.rollout_restart(AGENT)  # the 4Gi limit is now too small: OOMKilled
     core, apps = apis(fake)
-    assert core.read_namespaced_pod(world.agents[0].pod, NS).status.container_statuses[0] \
-        .state.waiting.reason == "CrashLoopBackOff"
+    assert (
+        core.read_namespaced_pod(world.agents[0].pod, NS)
+        .status.container_statuses[0]
+        .state.waiting.reason
+        == "CrashLoopBackOff"
+    )
     path = "/spec/template/spec/containers/0/resources/limits/memory"
     apps.patch_namespaced_deployment(AGENT, NS, [{"op": "replace", "path": path, "value": "8Gi"}])
     assert world.agent_workload.resources.memory_limit_bytes == 8 * GIB
@@ -243,7 +252,8 @@ def test_merge_patch_of_replicas_scales(make_fake: MakeFake) -> None:
     _, fake = make_fake()
     core, apps = apis(fake)
     apps.patch_namespaced_deployment(
-        AGENT, NS, {"spec": {"replicas": 5}}, _content_type="application/merge-patch+json")
+        AGENT, NS, {"spec": {"replicas": 5}}, _content_type="application/merge-patch+json"
+    )
     assert len(agent_names(core)) == 5
 
 
@@ -254,8 +264,10 @@ def test_scale_subresource_reads_and_writes_replicas(make_fake: MakeFake) -> Non
     assert apps.read_namespaced_stateful_set_scale(AGENT, NS).spec.replicas == 3
     apps.patch_namespaced_stateful_set_scale(AGENT, NS, {"spec": {"replicas": 1}})
     assert agent_names(core, UPSTREAM_SELECTOR) == [f"{AGENT}-0"]
-    body = {"metadata": {"name": AGENT, "resourceVersion": str(world.version)},
-            "spec": {"replicas": 2}}
+    body = {
+        "metadata": {"name": AGENT, "resourceVersion": str(world.version)},
+        "spec": {"replicas": 2},
+    }
     scaled = apps.replace_namespaced_stateful_set_scale(AGENT, NS, body)
     assert (scaled.spec.replicas, scaled.status.replicas) == (2, 2)
 
@@ -268,7 +280,8 @@ def test_stale_resource_version_is_a_409_conflict(make_fake: MakeFake) -> None:
     world.set_env(AGENT, {"X": "1"})
     with pytest.raises(ApiException) as raised:
         apps.patch_namespaced_deployment(
-            AGENT, NS, {"metadata": {"resourceVersion": stale}, "spec": {"replicas": 1}})
+            AGENT, NS, {"metadata": {"resourceVersion": stale}, "spec": {"replicas": 1}}
+        )
     assert raised.value.status == 409
     assert status_of(raised.value)["reason"] == "Conflict"
     assert len(world.agents) == 3
@@ -281,8 +294,17 @@ def test_invalid_and_unrepresentable_patches_are_422(make_fake: MakeFake) -> Non
     image = {"containers": [{"name": "agent", "image": "other:1"}]}
     bodies = [
         {"spec": {"replicas": -1}},
-        {"spec": {"template": {"spec": {"containers": [
-            {"name": "agent", "resources": {"limits": {"memory": "lots"}}}]}}}},
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "agent", "resources": {"limits": {"memory": "lots"}}}
+                        ]
+                    }
+                }
+            }
+        },
         {"spec": {"template": {"spec": image}}},
     ]
     for body in bodies:
@@ -322,12 +344,14 @@ def test_pvc_resize_is_refused_like_kubernetes(make_fake: MakeFake) -> None:
     assert claims == [f"wal-data-{AGENT}-0", f"wal-data-{AGENT}-1", f"wal-data-{AGENT}-2"]
     with pytest.raises(ApiException) as raised:
         core.patch_namespaced_persistent_volume_claim(
-            claims[0], NS, {"spec": {"resources": {"requests": {"storage": "10Gi"}}}})
+            claims[0], NS, {"spec": {"resources": {"requests": {"storage": "10Gi"}}}}
+        )
     assert raised.value.status == 422
     world.storage_class_expandable = False
     with pytest.raises(ApiException) as raised:
         core.patch_namespaced_persistent_volume_claim(
-            claims[0], NS, {"spec": {"resources": {"requests": {"storage": "80Gi"}}}})
+            claims[0], NS, {"spec": {"resources": {"requests": {"storage": "80Gi"}}}}
+        )
     assert raised.value.status == 403
     assert world.agents[0].volume_capacity_bytes == 50 * GIB
 
@@ -343,8 +367,16 @@ def test_exec_is_forbidden_unless_the_world_allows_it(make_fake: MakeFake) -> No
     with world.lock:
         world.exec_allowed = True
         world.agents[0].wal_files.append(WalFile("orders", 0, 4096, NOW))
-    output = stream(core.connect_get_namespaced_pod_exec, pod, NS, command=["ls", "/data/wal"],
-                    stderr=True, stdin=False, stdout=True, tty=False)
+    output = stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        NS,
+        command=["ls", "/data/wal"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
     assert output == "orders-0.wal\n"
 
 
@@ -373,10 +405,12 @@ def test_metrics_api_reports_usage_like_metrics_server(make_fake: MakeFake) -> N
         world.agents[0].cpu_cores, world.agents[0].memory_bytes = 1.5, 3 * GIB
     custom = client.CustomObjectsApi(fake.api_client())
     listed = custom.list_namespaced_custom_object(
-        "metrics.k8s.io", "v1beta1", NS, "pods", label_selector=RUNBOOK_SELECTOR)
+        "metrics.k8s.io", "v1beta1", NS, "pods", label_selector=RUNBOOK_SELECTOR
+    )
     assert len(listed["items"]) == 3
     one = custom.get_namespaced_custom_object(
-        "metrics.k8s.io", "v1beta1", NS, "pods", world.agents[0].pod)
+        "metrics.k8s.io", "v1beta1", NS, "pods", world.agents[0].pod
+    )
     assert one["containers"][0]["usage"] == {"cpu": "1500000000n", "memory": "3145728Ki"}
 
 
@@ -393,7 +427,10 @@ def test_kubelet_stats_summary_reports_wal_volume_usage(make_fake: MakeFake) -> 
     assert pod["podRef"]["name"] == world.agents[0].pod
     assert volume["pvcRef"]["name"] == "streamhouse-wal"
     assert (volume["usedBytes"], volume["capacityBytes"], volume["availableBytes"]) == (
-        46 * GIB, 50 * GIB, 4 * GIB)
+        46 * GIB,
+        50 * GIB,
+        4 * GIB,
+    )
 
 
 def test_nodes_events_and_config_map_come_from_the_world(make_fake: MakeFake) -> None:
@@ -401,15 +438,24 @@ def test_nodes_events_and_config_map_come_from_the_world(make_fake: MakeFake) ->
     world, fake = make_fake()
     with world.lock:
         world.nodes[1].disk_pressure = True
-        world.events.append(KubeEvent(NOW, "OOMKilling", "Memory cgroup out of memory",
-                                      "Pod", world.agents[0].pod, "Warning"))
+        world.events.append(
+            KubeEvent(
+                NOW,
+                "OOMKilling",
+                "Memory cgroup out of memory",
+                "Pod",
+                world.agents[0].pod,
+                "Warning",
+            )
+        )
     core, _ = apis(fake)
     conditions = {c.type: c.status for c in core.read_node("node-b").status.conditions}
     assert conditions["DiskPressure"] == "True"
     assert conditions["Ready"] == "True"
     warnings = core.list_namespaced_event(NS, field_selector="type=Warning").items
     assert [(e.reason, e.involved_object.name) for e in warnings] == [
-        ("OOMKilling", world.agents[0].pod)]
+        ("OOMKilling", world.agents[0].pod)
+    ]
     assert core.read_namespaced_config_map("streamhouse-config", NS).data == world.config_map
 
 

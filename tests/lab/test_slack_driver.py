@@ -23,10 +23,19 @@ from lab.slack import SlackDriver, SlackEmulator
 
 APPROVE_BLOCKS: list[dict[str, Any]] = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "Reset leases?"}},
-    {"type": "actions", "block_id": "approval", "elements": [
-        {"type": "button", "action_id": "approve", "value": "req-1", "style": "primary",
-         "text": {"type": "plain_text", "text": "Approve"}},
-    ]},
+    {
+        "type": "actions",
+        "block_id": "approval",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "approve",
+                "value": "req-1",
+                "style": "primary",
+                "text": {"type": "plain_text", "text": "Approve"},
+            },
+        ],
+    },
 ]
 
 
@@ -89,13 +98,16 @@ def test_signed_headers_verify_with_slack_sdk(slack_emulator: SlackEmulator) -> 
     body = b"token=x&command=%2Fstreamhouse&text=help"
     headers = driver.signed_headers(body)
     verifier = SignatureVerifier(slack_emulator.signing_secret)
-    assert verifier.is_valid(body, headers["X-Slack-Request-Timestamp"],
-                             headers["X-Slack-Signature"])
-    assert not verifier.is_valid(body + b"x", headers["X-Slack-Request-Timestamp"],
-                                 headers["X-Slack-Signature"])
+    assert verifier.is_valid(
+        body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
+    )
+    assert not verifier.is_valid(
+        body + b"x", headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
+    )
     stale = driver.signed_headers(body, timestamp=int(time.time()) - 301)
-    assert not verifier.is_valid(body, stale["X-Slack-Request-Timestamp"],
-                                 stale["X-Slack-Signature"])
+    assert not verifier.is_valid(
+        body, stale["X-Slack-Request-Timestamp"], stale["X-Slack-Signature"]
+    )
 
 
 async def test_command_over_http_is_accepted_by_bolt(
@@ -109,9 +121,21 @@ async def test_command_over_http_is_accepted_by_bolt(
     [body] = seen.bodies
     assert body["response_url"] == response.response_url
     assert body["trigger_id"] == response.trigger_id
-    expected = {"token", "team_id", "team_domain", "channel_id", "channel_name", "user_id",
-                "user_name", "command", "text", "api_app_id", "is_enterprise_install",
-                "response_url", "trigger_id"}
+    expected = {
+        "token",
+        "team_id",
+        "team_domain",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "api_app_id",
+        "is_enterprise_install",
+        "response_url",
+        "trigger_id",
+    }
     assert expected <= body.keys()
     assert (body["user_name"], body["channel_name"]) == ("bob", "alerts")
 
@@ -132,8 +156,11 @@ async def test_trigger_ids_are_unique_and_usable(
     first, second = await driver.command("a"), await driver.command("b")
     assert first.trigger_id != second.trigger_id
     client = AsyncWebClient(token=slack_emulator.bot_token, base_url=slack_emulator.api_url)
-    view = {"type": "modal", "title": {"type": "plain_text", "text": "Why"},
-            "blocks": [{"type": "divider"}]}
+    view = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Why"},
+        "blocks": [{"type": "divider"}],
+    }
     assert (await client.views_open(trigger_id=first.trigger_id, view=view))["ok"]
 
 
@@ -141,8 +168,10 @@ async def test_bad_signature_is_refused_by_bolt(http_bot: tuple[SlackDriver, See
     """raw() lets a test send a tampered body; Bolt answers 401."""
     driver, seen = http_bot
     body = b"command=%2Fstreamhouse&text=help"
-    headers = {**driver.signed_headers(b"something else"),
-               "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {
+        **driver.signed_headers(b"something else"),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     response = await driver.raw(body, headers)
     assert response.status == 401
     assert seen.bodies == []
@@ -154,18 +183,25 @@ async def test_block_action_payload_matches_the_posted_message(
     """A click carries the stored message, its block_id, and a working response_url."""
     driver, seen = http_bot
     client = AsyncWebClient(token=slack_emulator.bot_token, base_url=slack_emulator.api_url)
-    posted = await client.chat_postMessage(channel="C0ALERTS", text="Reset?",
-                                           blocks=APPROVE_BLOCKS)
-    response = await driver.block_action("approve", "req-1", user_id="U0CAROL",
-                                         channel_id="C0ALERTS", message_ts=posted["ts"])
+    posted = await client.chat_postMessage(channel="C0ALERTS", text="Reset?", blocks=APPROVE_BLOCKS)
+    response = await driver.block_action(
+        "approve", "req-1", user_id="U0CAROL", channel_id="C0ALERTS", message_ts=posted["ts"]
+    )
     assert response.status == 200
     [body] = seen.bodies
     assert body["type"] == "block_actions"
-    assert body["container"] == {"type": "message", "message_ts": posted["ts"],
-                                 "channel_id": "C0ALERTS", "is_ephemeral": False}
+    assert body["container"] == {
+        "type": "message",
+        "message_ts": posted["ts"],
+        "channel_id": "C0ALERTS",
+        "is_ephemeral": False,
+    }
     [action] = body["actions"]
-    assert (action["block_id"], action["value"], action["style"]) == ("approval", "req-1",
-                                                                      "primary")
+    assert (action["block_id"], action["value"], action["style"]) == (
+        "approval",
+        "req-1",
+        "primary",
+    )
     assert body["message"]["ts"] == posted["ts"]
     await slack_emulator.async_wait_for(lambda: slack_emulator.responses(response.response_url))
     message = slack_emulator.message("C0ALERTS", posted["ts"])
@@ -193,8 +229,13 @@ async def test_block_action_body_is_a_form_with_a_payload_field(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
     try:
         async with SlackDriver(slack_emulator, bot_url=url) as driver:
-            await driver.block_action("approve", "req-9", user_id="U0BOB",
-                                      channel_id="C0GENERAL", message_ts="1700000000.000100")
+            await driver.block_action(
+                "approve",
+                "req-9",
+                user_id="U0BOB",
+                channel_id="C0GENERAL",
+                message_ts="1700000000.000100",
+            )
     finally:
         await runner.cleanup()
     payload = json.loads(parse_qs(captured[0].decode())["payload"][0])

@@ -17,8 +17,14 @@ SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*Diagnosis*"}}
 APPROVE = {
     "type": "actions",
     "block_id": "approval",
-    "elements": [{"type": "button", "action_id": "approve", "value": "req-1",
-                  "text": {"type": "plain_text", "text": "Approve"}}],
+    "elements": [
+        {
+            "type": "button",
+            "action_id": "approve",
+            "value": "req-1",
+            "text": {"type": "plain_text", "text": "Approve"},
+        }
+    ],
 }
 
 
@@ -39,9 +45,10 @@ async def raw_post(
     emulator: SlackEmulator, method: str, *, data: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any]]:
     """POST to the emulator without slack_sdk; return (status, JSON body)."""
-    async with aiohttp.ClientSession() as session, session.post(
-        emulator.api_url + method, data=data, headers=headers or {}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(emulator.api_url + method, data=data, headers=headers or {}) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -75,8 +82,12 @@ async def test_form_encoded_body_with_token_param_is_accepted(
     slack_emulator: SlackEmulator,
 ) -> None:
     """Form bodies carrying `token` and JSON-string blocks work like Slack."""
-    data = {"token": slack_emulator.bot_token, "channel": "C0GENERAL", "text": "form",
-            "blocks": '[{"type": "divider"}]'}
+    data = {
+        "token": slack_emulator.bot_token,
+        "channel": "C0GENERAL",
+        "text": "form",
+        "blocks": '[{"type": "divider"}]',
+    }
     status, body = await raw_post(slack_emulator, "chat.postMessage", data=data)
     assert status == 200
     assert body["ok"] is True
@@ -110,8 +121,7 @@ async def test_channel_can_be_named_or_added(
 async def test_invalid_blocks_come_back_with_reasons(client: AsyncWebClient) -> None:
     """Blocks breaking Slack's limits are `invalid_blocks` with a reason per problem."""
     header = {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}
-    error = await api_error(client.chat_postMessage(channel="C0GENERAL", text="t",
-                                                    blocks=[header]))
+    error = await api_error(client.chat_postMessage(channel="C0GENERAL", text="t", blocks=[header]))
     assert error.response["error"] == "invalid_blocks"
     assert error.response["errors"] == [
         "header text must be at most 150 characters (got 151) [json-pointer:/blocks/0/text/text]"
@@ -175,7 +185,8 @@ async def test_sdk_rate_limit_retry_handler_succeeds_after_429(
     """slack_sdk's AsyncRateLimitErrorRetryHandler honours Retry-After and then succeeds."""
     slack_emulator.fail_next("chat.postMessage", status=429, retry_after=0)
     client = AsyncWebClient(
-        token=slack_emulator.bot_token, base_url=slack_emulator.api_url,
+        token=slack_emulator.bot_token,
+        base_url=slack_emulator.api_url,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
     )
     posted = await client.chat_postMessage(channel="C0GENERAL", text="eventually")
@@ -215,13 +226,15 @@ async def test_thread_replies_and_broadcasts(
     """Replies land in the thread; only broadcasts also show in the channel."""
     root = await client.chat_postMessage(channel="C0INCIDENTS", text="Incident opened")
     await client.chat_postMessage(channel="C0INCIDENTS", text="step 1", thread_ts=root["ts"])
-    await client.chat_postMessage(channel="C0INCIDENTS", text="resolved",
-                                  thread_ts=root["ts"], reply_broadcast=True)
+    await client.chat_postMessage(
+        channel="C0INCIDENTS", text="resolved", thread_ts=root["ts"], reply_broadcast=True
+    )
     thread = slack_emulator.thread("C0INCIDENTS", root["ts"])
     assert [m["text"] for m in thread] == ["Incident opened", "step 1", "resolved"]
     assert thread[0]["reply_count"] == 2
     assert [m["text"] for m in slack_emulator.messages("C0INCIDENTS")] == [
-        "Incident opened", "resolved"
+        "Incident opened",
+        "resolved",
     ]
     replies = await client.conversations_replies(channel="C0INCIDENTS", ts=root["ts"])
     assert len(replies["messages"]) == 3
@@ -241,14 +254,16 @@ async def test_chat_update_keeps_history(
     """chat.update edits the message and keeps every earlier version."""
     posted = await client.chat_postMessage(channel="C0GENERAL", text="Running checks 0/3")
     for done in (1, 2):
-        await client.chat_update(channel="C0GENERAL", ts=posted["ts"],
-                                 text=f"Running checks {done}/3")
+        await client.chat_update(
+            channel="C0GENERAL", ts=posted["ts"], text=f"Running checks {done}/3"
+        )
     message = slack_emulator.message("C0GENERAL", posted["ts"])
     assert message is not None
     assert message["text"] == "Running checks 2/3"
     assert message["edited"]["user"] == "U0BOT"
     assert [m["text"] for m in slack_emulator.edits("C0GENERAL", posted["ts"])] == [
-        "Running checks 0/3", "Running checks 1/3"
+        "Running checks 0/3",
+        "Running checks 1/3",
     ]
 
 
@@ -279,8 +294,7 @@ async def test_ephemeral_messages_are_kept_per_user(
     await client.chat_postEphemeral(channel="C0GENERAL", user="U0BOB", text="only you")
     assert [e["text"] for e in slack_emulator.ephemerals(user="U0BOB")] == ["only you"]
     assert slack_emulator.ephemerals(user="U0ALICE") == []
-    error = await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0NOPE",
-                                                      text="x"))
+    error = await api_error(client.chat_postEphemeral(channel="C0GENERAL", user="U0NOPE", text="x"))
     assert error.response["error"] == "user_not_found"
 
 
@@ -366,8 +380,12 @@ async def test_files_upload_v2_end_to_end(
     data = b"lease holder dump\n" * 10
     source: dict[str, Any] = {"file": data} if as_file else {"content": data.decode()}
     result = await client.files_upload_v2(
-        channel="C0INCIDENTS", thread_ts=root["ts"], filename="leases.txt", title="Leases",
-        initial_comment="Evidence attached", **source,
+        channel="C0INCIDENTS",
+        thread_ts=root["ts"],
+        filename="leases.txt",
+        title="Leases",
+        initial_comment="Evidence attached",
+        **source,
     )
     assert result["file"]["title"] == "Leases"
     [stored] = slack_emulator.files
@@ -379,8 +397,12 @@ async def test_files_upload_v2_end_to_end(
 
 def modal(title: str = "Approve action") -> dict[str, Any]:
     """A small modal view."""
-    return {"type": "modal", "callback_id": "approve-modal",
-            "title": {"type": "plain_text", "text": title}, "blocks": [SECTION]}
+    return {
+        "type": "modal",
+        "callback_id": "approve-modal",
+        "title": {"type": "plain_text", "text": title},
+        "blocks": [SECTION],
+    }
 
 
 async def test_views_open_update_and_trigger_ids(
@@ -396,11 +418,13 @@ async def test_views_open_update_and_trigger_ids(
     assert error.response["error"] == "exchanged_trigger_id"
     error = await api_error(client.views_open(trigger_id="123.456.made-up", view=modal()))
     assert error.response["error"] == "invalid_trigger_id"
-    updated = await client.views_update(view_id=view["id"], hash=view["hash"],
-                                        view=modal("Approved"))
+    updated = await client.views_update(
+        view_id=view["id"], hash=view["hash"], view=modal("Approved")
+    )
     assert updated["view"]["title"]["text"] == "Approved"
-    error = await api_error(client.views_update(view_id=view["id"], hash=view["hash"],
-                                                view=modal()))
+    error = await api_error(
+        client.views_update(view_id=view["id"], hash=view["hash"], view=modal())
+    )
     assert error.response["error"] == "hash_conflict"
 
 
@@ -410,11 +434,11 @@ async def test_views_push_stops_at_three_views(
     """views.push stacks on the open modal; a fourth view is `push_limit_reached`."""
     root = await client.views_open(trigger_id=slack_emulator.issue_trigger_id(), view=modal())
     for _ in range(2):
-        pushed = await client.views_push(trigger_id=slack_emulator.issue_trigger_id(),
-                                         view=modal())
+        pushed = await client.views_push(trigger_id=slack_emulator.issue_trigger_id(), view=modal())
         assert pushed["view"]["root_view_id"] == root["view"]["id"]
-    error = await api_error(client.views_push(trigger_id=slack_emulator.issue_trigger_id(),
-                                              view=modal()))
+    error = await api_error(
+        client.views_push(trigger_id=slack_emulator.issue_trigger_id(), view=modal())
+    )
     assert error.response["error"] == "push_limit_reached"
 
 
@@ -422,8 +446,9 @@ async def test_views_open_enforces_view_limits(
     slack_emulator: SlackEmulator, client: AsyncWebClient
 ) -> None:
     """A modal title over 24 characters is `invalid_arguments` with the reason."""
-    error = await api_error(client.views_open(trigger_id=slack_emulator.issue_trigger_id(),
-                                              view=modal("t" * 25)))
+    error = await api_error(
+        client.views_open(trigger_id=slack_emulator.issue_trigger_id(), view=modal("t" * 25))
+    )
     assert error.response["error"] == "invalid_arguments"
     assert error.response["errors"] == [
         "view title must be at most 24 characters (got 25) [json-pointer:/view/title/text]"

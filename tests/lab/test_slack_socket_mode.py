@@ -59,7 +59,9 @@ async def socket_bot(slack_emulator: SlackEmulator) -> AsyncIterator[SocketBot]:
     seen = Seen()
     web_client = AsyncWebClient(token=slack_emulator.bot_token, base_url=slack_emulator.api_url)
     handler = AsyncSocketModeHandler(
-        build_app(slack_emulator, seen), slack_emulator.app_token, web_client=web_client,
+        build_app(slack_emulator, seen),
+        slack_emulator.app_token,
+        web_client=web_client,
         ping_interval=0.2,
     )
     # Bolt leaves connect_async/close_async unannotated.
@@ -87,8 +89,13 @@ async def test_socket_send_returns_the_ack(
     slack_emulator: SlackEmulator, socket_bot: SocketBot
 ) -> None:
     """async_socket_send delivers a raw envelope and returns the ack message."""
-    payload = {"command": "/streamhouse", "text": "help", "user_id": "U0BOB",
-               "channel_id": "C0GENERAL", "team_id": slack_emulator.team_id}
+    payload = {
+        "command": "/streamhouse",
+        "text": "help",
+        "user_id": "U0BOB",
+        "channel_id": "C0GENERAL",
+        "team_id": slack_emulator.team_id,
+    }
     ack = await slack_emulator.async_socket_send("slash_commands", payload)
     assert ack["payload"] == {"text": "Running `help`…"}
 
@@ -97,8 +104,13 @@ async def test_events_api_retries_reach_bolt_as_retry_headers(
     slack_emulator: SlackEmulator, socket_bot: SocketBot
 ) -> None:
     """Events carry retry_attempt, which Bolt exposes as x-slack-retry-num."""
-    event = {"type": "app_mention", "user": "U0ALICE", "text": "<@U0BOT> hi",
-             "channel": "C0GENERAL", "ts": "1700000000.000100"}
+    event = {
+        "type": "app_mention",
+        "user": "U0ALICE",
+        "text": "<@U0BOT> hi",
+        "channel": "C0GENERAL",
+        "ts": "1700000000.000100",
+    }
     async with SlackDriver(slack_emulator) as driver:
         await driver.event(event, via="socket")
         await driver.event(event, retry_num=1, retry_reason="timeout", via="socket")
@@ -187,8 +199,9 @@ def test_blocking_socket_send_works_from_a_plain_thread(slack_emulator: SlackEmu
             ws = await open_socket(slack_emulator, session)
             await ws.receive_json(timeout=5)  # hello
             envelope = await ws.receive_json(timeout=5)
-            await ws.send_json({"envelope_id": envelope["envelope_id"],
-                                "payload": {"text": "pong"}})
+            await ws.send_json(
+                {"envelope_id": envelope["envelope_id"], "payload": {"text": "pong"}}
+            )
             acked.set()
             await ws.close()
 
