@@ -33,12 +33,13 @@ from lab.metrics.exporter import MetricsExporter
 from lab.prometheus import PrometheusStack
 from lab.scenarios import apply_scenario
 from lab.schema_registry import SchemaRegistryFake
+from lab.timelines import timeline_for
 from lab.world import Profile, World
 
 log = logging.getLogger("lab.stack")
 T = TypeVar("T")
 
-HISTORY_HOURS = 1.0
+HISTORY_HOURS = 3.0
 LEASE_TICK_S = 1.0
 
 
@@ -136,9 +137,13 @@ class Lab:
     def _start_prometheus(self) -> None:
         if self.prometheus is None:
             return
-        self.prometheus.backfill_history(
-            self.world, hours=self._history_hours, counters=self.exporter.counters
-        )
+        with self.world.lock:  # the timeline rewinds the world while history is written
+            self.prometheus.backfill_history(
+                self.world,
+                hours=self._history_hours,
+                counters=self.exporter.counters,
+                timeline=timeline_for(self.world),
+            )
         # Waiting for the first live scrape matters: only series Prometheus has scraped get
         # staleness markers when they vanish (a replaced pod), backfilled ones linger 5 min.
         self.prometheus.start()

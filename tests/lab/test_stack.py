@@ -285,3 +285,41 @@ def test_no_metrics_leaves_streamhouse_families_empty(lab: Lab) -> None:
     lab.switch("no-metrics")
     assert promql(lab, name(lab, "circuit_breaker_state")) == []
     assert promql(lab, "container_memory_usage_bytes")
+
+
+def test_history_tells_a_burst_from_a_sustained_overload(lab: Lab) -> None:
+    """s3-throttling: an hour ago the burst variant had ordinary demand, the sustained one not."""
+    family = name(lab, "throttle_decisions_total")
+    demand, an_hour_ago = f"sum(rate({family}[5m]))", f"sum(rate({family}[5m] offset 1h))"
+    lab.switch("s3-throttling", "burst")
+    burst_then, burst_now = promql(lab, an_hour_ago)[0], promql(lab, demand)[0]
+    lab.switch("s3-throttling", "sustained")
+    steady_then, steady_now = promql(lab, an_hour_ago)[0], promql(lab, demand)[0]
+    assert burst_then < 0.5 * burst_now
+    assert steady_then == pytest.approx(steady_now, rel=0.1)
+
+
+def test_oom_history_shows_memory_climbing(lab: Lab) -> None:
+    """oom: two hours ago the agents used far less memory (a leak trend for RP-5)."""
+    lab.switch("oom")
+    then = promql(lab, "max(container_memory_usage_bytes offset 2h)")[0]
+    assert then < 0.7 * promql(lab, "max(container_memory_usage_bytes)")[0]
+
+
+def test_the_fighting_pair_stops_when_one_fighter_restarts(lab: Lab) -> None:
+    """lease-conflict/fighting: the holder flips each round until a fighter's pod is deleted."""
+    lab.switch("lease-conflict", "fighting", metrics=False)
+    holders = set()
+    for _ in range(3):
+        lab.tick()
+        holders |= {
+            lease.holder
+            for lease in lab.world.leases
+            if (lease.topic, lease.partition) == ("orders", 1)
+        }
+    assert len(holders) == 2
+    core, _ = apis(lab)
+    fighter = next(a for a in lab.world.agents if a.agent_id in holders)
+    core.delete_namespaced_pod(fighter.pod, NS)
+    lab.tick()
+    assert lab.world.fighting_partitions == []
