@@ -31,16 +31,48 @@ class SettingsError(Exception):
         super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
 
 
-class Settings(BaseSettings):
+_MODEL_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    frozen=True,
+)
+
+
+class StreamhouseSettings(BaseSettings):
+    """Where Streamhouse's systems are: all the CLI's ``diagnose`` needs (no Slack)."""
+
+    model_config = _MODEL_CONFIG
+
+    streamhouse_profile: Literal["runbook", "upstream"] = "runbook"
+    prometheus_url: AnyHttpUrl | None = None
+    kubernetes_api_url: AnyHttpUrl | None = None
+    streamhouse_namespace: str = "streamhouse"
+    streamhouse_database_url: SecretStr | None = None
+    # Upstream only: the organization whose rows (row-level security) and schema registry
+    # subjects (x-organization-id) the bot reads; discovered from the database when unset.
+    streamhouse_organization_id: str | None = None
+    s3_bucket: str | None = None
+    schema_registry_url: AnyHttpUrl | None = None
+    bot_runbook_base_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_RUNBOOK_BASE_URL)
+    bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("bot_log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def runbook_base_url(self) -> str:
+        """Where runbook links point, without a trailing slash."""
+        return str(self.bot_runbook_base_url).rstrip("/")
+
+
+class Settings(StreamhouseSettings):
     """The bot's configuration; field names are the environment variable names, lower-cased."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        frozen=True,
-    )
+    model_config = _MODEL_CONFIG
 
     # Slack
     slack_bot_token: SecretStr
@@ -60,17 +92,6 @@ class Settings(BaseSettings):
     bot_approvers: CommaList = Field(default_factory=list)
     bot_approver_group: str | None = None
     bot_dry_run: bool = False
-    bot_runbook_base_url: AnyHttpUrl = AnyHttpUrl(DEFAULT_RUNBOOK_BASE_URL)
-    bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    # Streamhouse
-    streamhouse_profile: Literal["runbook", "upstream"] = "runbook"
-    prometheus_url: AnyHttpUrl | None = None
-    kubernetes_api_url: AnyHttpUrl | None = None
-    streamhouse_namespace: str = "streamhouse"
-    streamhouse_database_url: SecretStr | None = None
-    s3_bucket: str | None = None
-    schema_registry_url: AnyHttpUrl | None = None
 
     @field_validator("bot_alert_channels", "bot_approvers", mode="before")
     @classmethod
@@ -78,11 +99,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
-
-    @field_validator("bot_log_level", mode="before")
-    @classmethod
-    def _upper_log_level(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -118,11 +134,6 @@ class Settings(BaseSettings):
         url = str(self.slack_api_url)
         return url if url.endswith("/") else url + "/"
 
-    @property
-    def runbook_base_url(self) -> str:
-        """Where runbook links point, without a trailing slash."""
-        return str(self.bot_runbook_base_url).rstrip("/")
-
 
 def load_settings(env_file: str | None = ".env") -> Settings:
     """Read settings from the process environment and ``env_file``.
@@ -131,6 +142,14 @@ def load_settings(env_file: str | None = ".env") -> Settings:
     """
     try:
         return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def load_streamhouse_settings(env_file: str | None = ".env") -> StreamhouseSettings:
+    """Only the Streamhouse side of the settings (the CLI's ``diagnose`` needs no Slack)."""
+    try:
+        return StreamhouseSettings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 
