@@ -34,6 +34,7 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench.ack_latency
+	$(PY) -m bench.diagnose
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

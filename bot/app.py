@@ -11,6 +11,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.deps import Deps
+from bot.listeners.actions import register_actions
 from bot.listeners.commands import register_commands
 from bot.listeners.errors import on_listener_error
 from bot.listeners.events import register_events
@@ -59,5 +60,6 @@ def build_app(deps: Deps) -> AsyncApp:
         app.middleware(middleware)
     register_commands(app)
     register_events(app)
+    register_actions(app)
     app.error(on_listener_error)
     return app

@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="start the bot against a Slack emulator and show what a user sees"
     )
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="run a runbook's checks (or all) and print the diagnosis; needs no Slack",
+        description="Same words as in Slack: diagnose [RUNBOOK|all] [topic=… partition=… agent=…]."
+        " Exit code: 0 ok, 1 warning or critical, 2 usage or configuration error, 3 unknown.",
+    )
+    diagnose.add_argument("words", nargs="*", metavar="RUNBOOK|all|key=value")
+    diagnose.add_argument("--json", action="store_true", help="print the JSON of the contract")
+    diagnose.add_argument("--deadline", type=float, default=8.0, help="seconds for all checks")
     add_lab_commands(commands)
     return parser
 
@@ -42,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return run_lab(args)
+    if args.command == "diagnose":
+        from bot.cli_diagnose import run_diagnose_cli
+
+        return run_diagnose_cli(args.words, as_json=args.json, deadline_s=args.deadline)
     if args.command == "demo":
         from lab.demo import run_demo  # the lab is only needed for the demo
 

@@ -42,7 +42,9 @@ class CommandContext:
     surface: str = "slack"
 
 
-CommandHandler = Callable[[CommandContext, Invocation], Awaitable[Reply]]
+# A handler returns the reply to send back, or None when it already answered in the channel.
+CommandHandler = Callable[[CommandContext, Invocation], Awaitable[Reply | None]]
+Validator = Callable[[Invocation], object]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class SubcommandSpec:
     """One subcommand: how it is used and what runs it.
 
     ``instant`` subcommands do no I/O and answer inside Slack's acknowledgement; the others
-    are acknowledged first and answer through the response URL.
+    are acknowledged first and answer through the response URL. ``validate`` (pure, fast)
+    runs before the acknowledgement so that bad arguments are refused inside it.
     """
 
     name: str
@@ -59,6 +62,7 @@ class SubcommandSpec:
     handler: CommandHandler
     instant: bool = False
     aliases: tuple[str, ...] = ()
+    validate: Validator | None = None
 
 
 def parse_command_text(text: str) -> Invocation:
@@ -116,7 +120,10 @@ class CommandRouter:
         hint = f"Did you mean `{close[0]}`?" if close else None
         raise UsageError(f"`{invocation.name}` is not a subcommand I know.", hint=hint)
 
-    async def run(self, context: CommandContext, text: str) -> Reply:
+    async def run(self, context: CommandContext, text: str) -> Reply | None:
         """Parse ``text`` and run the subcommand it names."""
         invocation = parse_command_text(text)
-        return await self.resolve(invocation).handler(context, invocation)
+        spec = self.resolve(invocation)
+        if spec.validate is not None:
+            spec.validate(invocation)
+        return await spec.handler(context, invocation)

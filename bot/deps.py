@@ -13,12 +13,13 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from bot.commands import CommandRouter
     from bot.deliveries import DeliveryLog
+    from bot.sources.factory import SourceSet
     from bot.store.db import Database
 
 
 @dataclass(frozen=True)
 class Deps:
-    """Settings, the store, the Slack client, metrics, the router and the delivery log."""
+    """Settings, the store, Slack, metrics, the router, the delivery log, the sources."""
 
     settings: Settings
     db: Database
@@ -26,3 +27,4 @@ class Deps:
     metrics: BotMetrics
     router: CommandRouter
     deliveries: DeliveryLog
+    sources: SourceSet

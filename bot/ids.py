@@ -12,6 +12,7 @@ class Subcommand(StrEnum):
 
     HELP = "help"
     PING = "ping"
+    DIAGNOSE = "diagnose"
 
 
 class BlockId(StrEnum):
@@ -21,3 +22,18 @@ class BlockId(StrEnum):
     HELP_USAGE = "help-usage"
     ERROR = "error"
     PING_RESULT = "ping-result"
+    DIAGNOSIS_HEADER = "diagnosis-header"
+    DIAGNOSIS_SUMMARY = "diagnosis-summary"
+    DIAGNOSIS_CHECKS = "diagnosis-checks"
+    DIAGNOSIS_BLOCKED = "diagnosis-blocked"
+    DIAGNOSIS_GUIDANCE = "diagnosis-guidance"
+    DIAGNOSIS_ACTIONS = "diagnosis-actions"
+    DIAGNOSIS_CONTEXT = "diagnosis-context"
+    TRIAGE_RUNBOOK = "triage"
+
+
+class ActionId(StrEnum):
+    """``action_id`` prefixes of the bot's buttons."""
+
+    OPEN_RUNBOOK = "open-runbook"
+    REQUEST_ACTION = "request-action"

@@ -22,6 +22,7 @@ from bot.metrics import BotMetrics
 from bot.readiness import SlackIdentity
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
+from bot.sources.factory import build_sources
 from bot.store.db import Database
 from bot.store.embedded import EmbeddedPostgres
 from bot.store.migrations import apply_migrations
@@ -84,7 +85,13 @@ class BotRuntime:
             metrics=metrics,
         )
         self._deps = Deps(
-            self.settings, self._db, slack, metrics, build_router(), DeliveryLog(self._db)
+            self.settings,
+            self._db,
+            slack,
+            metrics,
+            build_router(),
+            DeliveryLog(self._db),
+            build_sources(self.settings),
         )
         bolt_app = build_app(self._deps)
         identity = SlackIdentity(slack)
@@ -141,6 +148,7 @@ class BotRuntime:
                 await self._deps.deliveries.close()
             except Exception as error:  # stopping must go on; Slack retries are rare
                 logger.warning("could not record the last Slack deliveries: %s", error)
+            await self._deps.sources.close()
         if self._db is not None:
             await self._db.close()
             self._db = None

@@ -214,9 +214,11 @@ def build_lease_conflict(world: World, variant: str) -> None:
     if variant == "dead-holder":
         dead = world.agents[2]
         dead.phase, dead.ready, dead.heartbeat_ok = "Terminated", False, False
+        # The holder died moments ago: its leases stay valid for a while (5 min here, so the
+        # scenario lasts long enough to investigate even with the runbooks' 30 s TTL).
         for lease in world.leases:
             if lease.holder == dead.agent_id:
-                lease.expires_at_ms = int(world.now().timestamp() * 1000) + world.lease_ttl_ms // 2
+                lease.expires_at_ms = int(world.now().timestamp() * 1000) + 300_000
         world.traffic.lease_renewal_failure_ratio = 0.3
     elif variant == "fighting":
         world.fighting_partitions = [("orders", 1)]

@@ -24,6 +24,8 @@ async def on_streamhouse_command(
     try:
         invocation = parse_command_text(str(command.get("text", "")))
         spec = deps.router.resolve(invocation)
+        if spec.validate is not None:
+            spec.validate(invocation)
     except UsageError as error:
         await ack(**usage_error_reply(error, deps.router).to_slack())
         return
@@ -32,11 +34,12 @@ async def on_streamhouse_command(
     )
     if spec.instant:
         reply = await spec.handler(command_context, invocation)
-        await ack(**reply.to_slack())
+        await ack(**(reply.to_slack() if reply else {}))
         return
     await ack()
     reply = await spec.handler(command_context, invocation)
-    await respond(**reply.to_slack())
+    if reply is not None:
+        await respond(**reply.to_slack())
 
 
 def register_commands(app: AsyncApp) -> None:

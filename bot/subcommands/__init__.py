@@ -10,6 +10,7 @@ from bot.commands import CommandContext, CommandRouter, Invocation, SubcommandSp
 from bot.ids import Subcommand
 from bot.render.help import help_reply
 from bot.replies import Reply
+from bot.subcommands.diagnose import run_diagnose, validate_diagnose
 from bot.subcommands.ping import run_ping
 
 
@@ -17,7 +18,7 @@ def build_router() -> CommandRouter:
     """A router with every subcommand the bot offers, in the order help lists them."""
     router = CommandRouter()
 
-    async def run_help(context: CommandContext, invocation: Invocation) -> Reply:
+    async def run_help(context: CommandContext, invocation: Invocation) -> Reply | None:
         return help_reply(router, context.deps.settings.runbook_base_url)
 
     router.register(
@@ -27,6 +28,15 @@ def build_router() -> CommandRouter:
             example="help",
             handler=run_help,
             instant=True,
+        )
+    )
+    router.register(
+        SubcommandSpec(
+            name=Subcommand.DIAGNOSE,
+            summary="run a runbook's checks (or all six) and post what is wrong, live",
+            example="diagnose leases topic=orders partition=1",
+            handler=run_diagnose,
+            validate=validate_diagnose,
         )
     )
     router.register(

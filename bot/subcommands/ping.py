@@ -36,7 +36,7 @@ async def probe_slack(context: CommandContext) -> Probe:
     return True, f"{(time.perf_counter() - started) * 1000:.1f} ms"
 
 
-async def run_ping(context: CommandContext, invocation: Invocation) -> Reply:
+async def run_ping(context: CommandContext, invocation: Invocation) -> Reply | None:
     """Answer with the version and both round trips; a failed probe is shown, not hidden."""
     database = await probe_database(context)
     slack = await probe_slack(context)

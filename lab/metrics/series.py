@@ -357,11 +357,17 @@ def _registry_series(world: World, out: _Collector) -> None:
 def _registration_series(
     world: World, out: _Collector, errors: dict[str, float], target: Labels
 ) -> None:
-    """Registration outcomes per subject (upstream only): failures spread over subjects."""
+    """Registration outcomes per subject (upstream only): failures go to the subject whose
+    registration keeps failing (``world.pending_schema``), else spread over subjects."""
     failing = errors.get("registration", 0.0) + errors.get("incompatible", 0.0)
     subjects = sorted(world.subjects) or (["unknown"] if failing else [])
+    pending = world.pending_schema[0] if world.pending_schema else None
     for subject in subjects:
-        for result, rate in (("success", 0.0), ("incompatible", failing / len(subjects))):
+        if pending in subjects:
+            share = failing if subject == pending else 0.0
+        else:
+            share = failing / len(subjects)
+        for result, rate in (("success", 0.0), ("incompatible", share)):
             labels = (("subject", subject), ("result", result), *target)
             out.counter("schema_registrations_total", labels, rate=rate)
 

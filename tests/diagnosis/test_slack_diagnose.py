@@ -1,0 +1,102 @@
+"""`/streamhouse diagnose` through the Slack emulator, against the lab (runbook profile)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bot.runtime import BotRuntime
+from bot.store import EmbeddedPostgres
+from lab.slack import SlackDriver, SlackEmulator, check_message
+from lab.stack import Lab
+from tests.fixtures.bot import make_settings
+from tests.lab.test_prometheus import require
+
+
+@pytest.fixture(scope="module")
+def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
+    """One runbook-profile lab for the module."""
+    require("prometheus")
+    running = Lab("runbook", admin_url=pg_server.url())
+    running.start("lease-conflict", "dead-holder")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def lab_driver(
+    lab: Lab, slack_emulator: SlackEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[SlackDriver]:
+    """A bot whose sources are the lab, and a driver to talk to it."""
+    env = lab.env()
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    overrides = {k.lower(): v for k, v in env.items() if not k.startswith("AWS_")}
+    slack_emulator.set_rate_limit(burst=None)
+    settings = make_settings(slack_emulator, database_url, **overrides)
+    async with (
+        BotRuntime(settings) as bot,
+        SlackDriver(slack_emulator, bot_url=f"{bot.http_url}/slack/events") as driver,
+    ):
+        yield driver
+
+
+async def test_diagnose_posts_progress_then_the_final_diagnosis(
+    lab_driver: SlackDriver, slack_emulator: SlackEmulator
+) -> None:
+    """The ack is immediate; one channel message appears with pending checks, is updated in
+    place, and ends as the final, valid diagnosis."""
+    response = await lab_driver.command("diagnose leases")
+    assert response.status == 200
+    assert response.elapsed < 3.0
+
+    def final_posted() -> bool:
+        messages = slack_emulator.messages("C0GENERAL")
+        return (
+            bool(messages)
+            and "checking…" not in str(messages[-1])
+            and bool(slack_emulator.edits("C0GENERAL", messages[-1]["ts"]))
+        )
+
+    await slack_emulator.async_wait_for(final_posted, timeout=20)
+    messages = slack_emulator.messages("C0GENERAL")
+    assert len(messages) == 1
+    first_version = slack_emulator.edits("C0GENERAL", messages[0]["ts"])[0]
+    assert "checking…" in str(first_version)
+    final = messages[0]
+    assert "Partition" in str(final) or "lease" in str(final).lower()
+    assert "CRITICAL" in str(final["blocks"][0])
+    assert check_message(text=final["text"], blocks=final["blocks"]) is None
+    updates = slack_emulator.calls_to("chat.update")
+    assert all(call.ok for call in updates)
+
+
+async def test_typo_gets_did_you_mean(
+    lab_driver: SlackDriver, slack_emulator: SlackEmulator
+) -> None:
+    """`diagnose lese` is refused in the ack with a suggestion; nothing is posted."""
+    body = (await lab_driver.command("diagnose lese")).json()
+    assert body["response_type"] == "ephemeral"
+    assert "Did you mean `lease`?" in str(body) or "Did you mean `leases`?" in str(body)
+    assert slack_emulator.messages("C0GENERAL") == []
+
+
+async def test_bad_partition_is_explained(lab_driver: SlackDriver) -> None:
+    """`partition=abc` gets a clear usage error."""
+    body = (await lab_driver.command("diagnose leases partition=abc")).json()
+    assert "not a partition number" in str(body)
+
+
+async def test_hostile_target_is_escaped(lab_driver: SlackDriver) -> None:
+    """An option value with a mention is echoed escaped, never as a mention."""
+    body = (await lab_driver.command("diagnose leases partition=<!channel>")).json()
+    assert "<!channel>" not in str(body)
+    assert "&lt;!channel&gt;" in str(body)
