@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import textwrap
@@ -17,9 +18,14 @@ from typing import Any
 
 from bot.runtime import BotRuntime
 from bot.settings import Settings
+from lab.prometheus import ComponentMissing
 from lab.slack import DriverResponse, SlackDriver, SlackEmulator
+from lab.stack import Lab
 
 WIDTH = 88
+DEMO_SCENARIO, DEMO_VARIANT = "circuit-breaker-open", "throttling-10m"
+DEMO_CHANNEL = "C0INCIDENTS"
+DIAGNOSES = ("diagnose cb", "diagnose all")
 
 
 def message_as_text(message: dict[str, Any]) -> str:
@@ -51,7 +57,7 @@ def _unescape(text: str) -> str:
 
 def show(typed: str, message: dict[str, Any], *, private: bool) -> None:
     """Print one exchange: what the user typed and what came back."""
-    visibility = "only visible to you" if private else "posted in #general"
+    visibility = "only visible to you" if private else "posted in the channel"
     print(f"\n> {typed}    ({visibility})")
     for line in message_as_text(message).splitlines():
         print(textwrap.indent(textwrap.fill(line, WIDTH) if line else "", "  "))
@@ -66,8 +72,9 @@ async def reply_to(response: DriverResponse, emulator: SlackEmulator) -> dict[st
     return dict(posts[-1])
 
 
-async def demo(emulator: SlackEmulator, data_dir: Path) -> None:
+async def demo(emulator: SlackEmulator, data_dir: Path, lab_env: dict[str, str]) -> None:
     """Start the bot, type a few commands, print the answers, stop the bot."""
+    streamhouse = {k.lower(): v for k, v in lab_env.items() if not k.startswith("AWS_")}
     settings = Settings.model_validate(
         {
             "slack_bot_token": emulator.bot_token,
@@ -76,6 +83,7 @@ async def demo(emulator: SlackEmulator, data_dir: Path) -> None:
             "bot_data_dir": data_dir,
             "bot_http_host": "127.0.0.1",
             "bot_http_port": 0,
+            **streamhouse,
         }
     )
     async with BotRuntime(settings) as bot:
@@ -90,16 +98,55 @@ async def demo(emulator: SlackEmulator, data_dir: Path) -> None:
                     message,
                     private=message.get("response_type") != "in_channel",
                 )
+            for typed in DIAGNOSES:
+                message = await channel_result(driver, emulator, typed)
+                show(f"/streamhouse {typed}", message, private=False)
+
+
+async def channel_result(
+    driver: SlackDriver, emulator: SlackEmulator, typed: str
+) -> dict[str, Any]:
+    """Type a command whose answer is posted in the channel; wait for its final version."""
+    before = len(emulator.messages(DEMO_CHANNEL))
+    await driver.command(typed, channel_id=DEMO_CHANNEL)
+
+    def final() -> dict[str, Any] | None:
+        messages = emulator.messages(DEMO_CHANNEL)
+        if len(messages) <= before or "checking…" in str(messages[-1]):
+            return None
+        return messages[-1] if emulator.edits(DEMO_CHANNEL, messages[-1]["ts"]) else None
+
+    found = await emulator.async_wait_for(final, timeout=30)
+    if found is None:
+        raise RuntimeError(f"no final answer to {typed!r} within 30 s")
+    return dict(found)
+
+
+def start_lab() -> Lab:
+    """The demo's simulated Streamhouse (with Prometheus when it is installed)."""
+    lab = Lab("runbook")
+    try:
+        lab.start(DEMO_SCENARIO, DEMO_VARIANT)
+    except ComponentMissing as missing:
+        print(f"note: {missing}; the demo runs without Prometheus, so metric checks say unknown")
+        lab = Lab("runbook", prometheus=False)
+        lab.start(DEMO_SCENARIO, DEMO_VARIANT)
+    return lab
 
 
 def run_demo() -> int:
     """Entry point of ``streamhouse-bot demo``; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     data_dir = Path(tempfile.mkdtemp(prefix="streamhouse-demo-"))
-    emulator = SlackEmulator().start()
+    emulator = SlackEmulator(rate_limit_burst=None).start()
+    print(f"starting the lab: scenario {DEMO_SCENARIO}/{DEMO_VARIANT} (S3 throttled, breaker open)")
+    lab = start_lab()
+    env = lab.env()
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
     try:
-        asyncio.run(demo(emulator, data_dir))
+        asyncio.run(demo(emulator, data_dir, env))
     finally:
+        lab.stop()
         emulator.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     print("\ndemo finished: the bot and its database are stopped.")

@@ -90,10 +90,8 @@ def render_diagnosis(diagnosis: Diagnosis) -> Reply:
 
 
 def _summary_text(diagnosis: Diagnosis) -> str:
-    text = f"{icon(diagnosis.status)} {escape(diagnosis.summary)}"
-    if diagnosis.probable_cause:
-        text += f"\n*Probable cause:* {escape(diagnosis.probable_cause)}"
-    return truncate(text, SECTION_LIMIT)
+    # The summary already names the probable cause.
+    return truncate(f"{icon(diagnosis.status)} {escape(diagnosis.summary)}", SECTION_LIMIT)
 
 
 def _blocked_text(blocked: Sequence[ActionOption]) -> str:

@@ -57,9 +57,18 @@ def admin_url_for(admin_url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+ROLES_LOCK = 0x5348_4C41_4252  # "SHLABR": serialises role set-up across labs
+
+
 async def ensure_roles(admin_url: str, roles: Roles) -> None:
     """Create the owner and reader login roles if missing and (re)set their attributes."""
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+    async with (
+        await psycopg.AsyncConnection.connect(admin_url) as admin,
+        admin.transaction(),
+    ):
+        # Roles are cluster-wide: two labs starting at once on one server would otherwise
+        # race on the same rows ("tuple concurrently updated").
+        await admin.execute("select pg_advisory_xact_lock(%s)", (ROLES_LOCK,))
         for name, password in (
             (roles.owner, roles.owner_password),
             (roles.reader, roles.reader_password),
