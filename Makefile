@@ -22,7 +22,7 @@ $(SYSTEM_DEPS): scripts/install-system-deps.sh | $(INSTALLED)
 	@touch $@
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4 --dist loadscope
 
 demo: setup
 	$(VENV)/bin/streamhouse-bot demo

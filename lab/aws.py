@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.s3.models import s3_backends  # internals: the in-process backend, for LastModified
 from moto.server import ThreadedMotoServer
 
@@ -254,8 +255,26 @@ class AwsLab:
         return self._boto3_session
 
     # -- state ----------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget this lab's bucket contents and CloudWatch points, leaving other labs' alone.
+
+        moto keeps one in-process backend; ``reset()`` would wipe every lab in the process.
+        """
+        with self.world.lock:
+            bucket = self.world.bucket
+        s3 = self.boto3_client("s3", direct=True)
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for page in pages:
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", []) if "Key" in obj]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})  # type: ignore[typeddict-item]
+        except s3.exceptions.NoSuchBucket:
+            pass
+        _forget_metrics(bucket)
+
     def reset(self) -> None:
-        """Wipe moto's state (``POST /moto-api/reset``)."""
+        """Wipe moto's state (``POST /moto-api/reset``) — every lab in this process."""
         target = urlsplit(self.moto_url)
         connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port)
         try:
@@ -297,6 +316,22 @@ def _segment_bytes(obj: SegmentObject) -> bytes:
 def _batches(items: list[MetricDatumTypeDef], size: int) -> Iterator[list[MetricDatumTypeDef]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _forget_metrics(bucket: str) -> None:
+    """Drop moto's CloudWatch points whose ``BucketName`` is ``bucket`` (no AWS API does)."""
+    try:
+        for regions in cloudwatch_backends.values():
+            for backend in regions.values():
+                backend.metric_data = [
+                    datum
+                    for datum in backend.metric_data
+                    if not any(
+                        d.name == "BucketName" and d.value == bucket for d in datum.dimensions
+                    )
+                ]
+    except AttributeError as exc:  # a moto upgrade moved things
+        log.warning("cannot clear moto's CloudWatch data (%r)", exc)
 
 
 def _backdate(bucket: str, uploaded: Mapping[str, datetime]) -> None:

@@ -292,6 +292,7 @@ def build_cascade(world: World, variant: str) -> None:
     build_s3_throttling(world, "sustained")
     world.s3_fault = "SlowDown"
     world.traffic.s3_503_per_s = 30.0
+    world.s3_5xx_per_minute = _cloudwatch(world, [0.0] * 40 + [600.0 + 60 * i for i in range(20)])
     opened_at = world.now() - timedelta(minutes=8)
     now = world.now()
     for agent in world.agents:

@@ -104,6 +104,7 @@ class Lab:
             self._loop = _LoopThread()
             for component in (self.kubernetes, self.exporter, self.aws, self.registry):
                 component.start()
+            self.aws.clear()  # moto's backend is per process: drop what an earlier lab left
             self.aws.seed(self.world.last_uploads)
             self.metadata = self._loop.run(self._open_metadata())
             if self._with_prometheus:
@@ -164,7 +165,7 @@ class Lab:
         loop.run(metadata.stop_background())
         chosen = apply_scenario(self.world, scenario, variant)
         loop.run(self._reseed(metadata))
-        self.aws.reset()
+        self.aws.clear()
         self.aws.seed(self.world.last_uploads)
         if self.prometheus is not None and metrics:
             self.prometheus.restart_fresh()  # stops scraping before the counters restart

@@ -1,7 +1,9 @@
-"""Table-driven: each lab scenario, in both profiles, gives the verdicts an engineer expects.
+"""Table-driven: each lab scenario gives the verdicts an engineer expects.
 
-One lab per profile; each row switches the scenario once and runs all six runbooks
-(``diagnose all``) through the real sources, exactly as the bot does.
+The cases live here; ``test_scenarios_runbook.py`` and ``test_scenarios_upstream.py`` run
+them against a lab of their profile (two modules, so parallel workers can take one each).
+Each row switches the scenario once and runs all six runbooks (``diagnose all``) through
+the real sources, exactly as the bot does.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from bot.sources.cache import cached
-from bot.sources.factory import build_sources
 
 from bot.diagnose import DiagnoseRequest, run_request
 from bot.models import Diagnosis, Status, Triage
 from bot.profiles import profile_named
 from bot.render.diagnosis import render_diagnosis, render_triage
 from bot.settings import StreamhouseSettings
+from bot.sources.cache import cached
+from bot.sources.factory import build_sources
 from bot.store import EmbeddedPostgres
 from handlers.base import Target
 from handlers.registry import ORDER
@@ -116,11 +118,10 @@ TABLE: dict[tuple[str, str | None], Expect] = {
 }
 
 
-@pytest.fixture(scope="module", params=["runbook", "upstream"])
-def lab(request: pytest.FixtureRequest, pg_server: EmbeddedPostgres) -> Iterator[Lab]:
-    """A running lab of each profile."""
+def running_lab(profile: str, pg_server: EmbeddedPostgres) -> Iterator[Lab]:
+    """A running lab of ``profile`` for a test module."""
     require("prometheus")
-    running = Lab(request.param, admin_url=pg_server.url())
+    running = Lab(profile, admin_url=pg_server.url())  # type: ignore[arg-type]
     running.start("healthy")
     yield running
     running.stop()
