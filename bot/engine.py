@@ -75,10 +75,11 @@ async def _run_checks(
             results[spec.id] = task.result()
             if on_check is not None:
                 await on_check(runbook_id, results[spec.id])
+    waiting = _waiting_on(ctx)
     for task in pending:
         task.cancel()
         spec = tasks[task]
-        results[spec.id] = timed_out(spec, deadline_s)
+        results[spec.id] = timed_out(spec, deadline_s, waiting)
         if on_check is not None:
             await on_check(runbook_id, results[spec.id])
     return results
@@ -98,14 +99,24 @@ async def _run_one(spec: CheckSpec, ctx: CheckContext) -> CheckResult:
         )
 
 
-def timed_out(spec: CheckSpec, deadline_s: float) -> CheckResult:
-    """The verdict of a check that did not finish in time."""
+def _waiting_on(ctx: CheckContext) -> tuple[str, ...]:
+    """The sources with calls still running (known when the sources are cached)."""
+    waiting = getattr(ctx.sources, "waiting_on", None)
+    return tuple(waiting()) if callable(waiting) else ()
+
+
+def timed_out(spec: CheckSpec, deadline_s: float, waiting: tuple[str, ...] = ()) -> CheckResult:
+    """The verdict of a check that did not finish in time, naming what was still awaited."""
+    culprit = (
+        f"still waiting for {', '.join(waiting)}" if waiting else "a source is slow or hanging"
+    )
     return CheckResult(
         id=spec.id,
         title=spec.title,
         status=Status.UNKNOWN,
-        summary=f"no answer within the {deadline_s:g} s deadline (a source is slow or hanging)",
-        evidence={"timeout_s": deadline_s},
+        summary=f"no answer within the {deadline_s:g} s deadline ({culprit})",
+        evidence={"timeout_s": deadline_s, "waiting_on": list(waiting)},
+        sources=waiting,
     )
 
 

@@ -31,6 +31,8 @@ class CachedSources(Sources):
     """A ``Sources`` bundle whose identical calls run once; ``calls`` counts real calls."""
 
     calls: Counter[str] = field(default_factory=Counter)
+    # Which sources still have a call running: names a hanging source when a check times out.
+    waiting_on: Callable[[], tuple[str, ...]] = field(default=lambda: ())
 
 
 def cached(sources: Sources) -> CachedSources:
@@ -43,6 +45,7 @@ def cached(sources: Sources) -> CachedSources:
         objects=_wrap(sources.objects, "objects", memo),
         registry=_wrap(sources.registry, "registry", memo),
         calls=memo.calls,
+        waiting_on=memo.waiting_on,
     )
 
 
@@ -58,6 +61,10 @@ class _Memo:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self._futures: dict[Hashable, asyncio.Future[Any]] = {}
+
+    def waiting_on(self) -> tuple[str, ...]:
+        """Sources with a call that has not finished, sorted."""
+        return tuple(sorted({str(key[0]) for key, f in self._futures.items() if not f.done()}))  # type: ignore[index]
 
     async def run(self, source: str, key: Hashable, start: Callable[[], Awaitable[T]]) -> T:
         """The outcome of the call ``key``, starting it only if no identical call did."""
