@@ -25,20 +25,24 @@ import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.models import CheckResult, Risk, Status
-from bot.sources.base import (
-    ObjectStore,
-    Prometheus,
-    Sample,
-    SourceError,
-    SourceNotConfigured,
-    SourceQueryError,
-)
+from bot.sources.base import SourceError
 from handlers.base import ActionSpec, CheckContext, Results, Runbook, always_allowed, check, no_data
-from handlers.logs import LOGS_SOURCE, PodLogs, agent_logs_or_note, compiled
+from handlers.breaker_state import (
+    BREAKER_LOG,
+    STATE_NAMES,
+    BreakerReading,
+    newest_opening_s,
+    open_for,
+    open_in_logs,
+)
+from handlers.logs import LOGS_SOURCE, PodLogs, agent_logs_or_note
+from handlers.promql import PUT, agent_of, family, prometheus_of, total
+from handlers.results import cause_of
+from handlers.s3_error_causes import ERROR_TYPE_CAUSES, cause_of_line, dominant
+from handlers.sources import objects_of
 
 FLAPPING_TRANSITIONS_PER_HOUR = 5
 OPEN_HISTORY = timedelta(hours=1)
@@ -54,30 +58,7 @@ RESET_MIN_OPEN_S = 300
 S3_PREFIX_PUT_LIMIT = 3500
 TUNED_PUT_RATE = 2500  # the runbook's "tune down" value
 
-STATE_NAMES = {0: "closed", 1: "open", 2: "half-open"}
-BREAKER_LOG = r"circuit"
-BREAKER_OPEN_LOG = compiled(r"circuit breaker open|->\s*open\b|circuit state:\s*open")
-BREAKER_CLOSED_LOG = compiled(r"circuit breaker closed|->\s*closed\b|circuit state:\s*closed")
 S3_ERROR_LOG = r"s3.*(error|fail)"
-# error_type values (runbook profile) → cause; upstream has only retry/failed.
-ERROR_TYPE_CAUSES: Mapping[str, str] = {
-    **dict.fromkeys(("503", "slowdown"), "throttling"),
-    **dict.fromkeys(("accessdenied", "invalidaccesskeyid", "expiredtoken"), "credentials"),
-    **dict.fromkeys(("nosuchbucket", "permanentredirect"), "bucket-config"),
-    **dict.fromkeys(("connection", "timeout"), "network"),
-}
-# Tried in order: a throttled upload's line may also mention a timeout.
-LOG_CAUSES = tuple(
-    (cause, compiled(pattern))
-    for cause, pattern in (
-        ("throttling", r"slow ?down|\b503\b|is_throttle_error=true|reduce your request rate"),
-        ("credentials", r"access ?denied|invalidaccesskeyid|expiredtoken|\b403\b"),
-        ("bucket-config", r"nosuchbucket|permanentredirect|\b301\b"),
-        ("network", r"connection (refused|reset|closed)|timed? ?out|dns|dispatch failure"),
-    )
-)
-OBJECT_KEY_FIELD = compiled(r"\bkey=\S+")  # a partition named 403 must not read as a 403
-PUT = 'operation=~"(?i)put"'  # the code spells it "PUT", the alert rules "put"
 TITLES = {
     "CB-1": "Circuit breaker state per agent",
     "CB-2": "Kind of S3 errors behind the breaker",
@@ -86,32 +67,7 @@ TITLES = {
 }
 
 
-# -- shared with s3_throttling (the S3 write path) ----------------------------------------
-def prometheus_of(ctx: CheckContext) -> Prometheus:
-    """The Prometheus source, or ``SourceNotConfigured``."""
-    if ctx.sources.prometheus is None:
-        raise SourceNotConfigured("prometheus", "PROMETHEUS_URL is not set")
-    return ctx.sources.prometheus
-
-
-def family(ctx: CheckContext, runbook_name: str) -> str:
-    """The metric family in the active profile (a query error where it does not exist)."""
-    name = ctx.profile.metric(runbook_name)
-    if name is None:
-        raise SourceQueryError("prometheus", f"no {runbook_name} in the {ctx.profile.name} profile")
-    return name
-
-
-def total(samples: Sequence[Sample]) -> float:
-    """The sum of the samples' values, NaN counted as 0."""
-    return sum(0.0 if math.isnan(s.value) else s.value for s in samples)
-
-
-def agent_of(labels: Mapping[str, str]) -> str:
-    """Which agent a series belongs to: pod, else agent id, else scrape target."""
-    return labels.get("pod") or labels.get("agent_id") or labels.get("instance") or "fleet"
-
-
+# -- formatting -----------------------------------------------------------------------------
 def minutes(seconds: float) -> str:
     """``seconds`` as an engineer says it: "40 s", "1 min", "10 min"."""
     seconds = round(seconds)
@@ -119,27 +75,6 @@ def minutes(seconds: float) -> str:
 
 
 # -- CB-1 -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BreakerReading:
-    """One breaker (agent, operation): state now, seconds not closed, transitions in 1 h."""
-
-    agent: str
-    operation: str
-    state: int
-    open_for_s: float | None
-    transitions_1h: float
-
-
-def open_for(points: Sequence[tuple[float, float]], now_s: float) -> float | None:
-    """Seconds since the trailing run of not-closed points began; None when closed now."""
-    since = None
-    for at, value in reversed(points):
-        if value == 0 or math.isnan(value):
-            break
-        since = at
-    return None if since is None else max(now_s - since, 0.0)
-
-
 async def read_breakers(ctx: CheckContext) -> list[BreakerReading]:
     """Every breaker's state, how long it has not been closed, and its transitions."""
     prometheus = prometheus_of(ctx)
@@ -188,25 +123,6 @@ def breaker_verdict(readings: Sequence[BreakerReading]) -> tuple[Status, str]:
     return Status.OK, f"breaker closed on all {agents} agents; {flips:.0f} transitions in 1 h"
 
 
-def newest_opening_s(readings: Sequence[BreakerReading]) -> float | None:
-    """Seconds since the most recent breaker left ``closed`` (None: none is open)."""
-    ages = [r.open_for_s for r in readings if r.state and r.open_for_s is not None]
-    return min(ages) if ages else None
-
-
-def open_in_logs(logs: PodLogs) -> list[str]:
-    """Pods whose latest open/closed breaker line says open."""
-    pods = []
-    for pod, lines in logs.matching(BREAKER_LOG).items():
-        for line in reversed(lines):
-            if BREAKER_OPEN_LOG.search(line):
-                pods.append(pod)
-                break
-            if BREAKER_CLOSED_LOG.search(line):
-                break
-    return pods
-
-
 @check("CB-1", TITLES["CB-1"])
 async def check_breaker_state(ctx: CheckContext) -> CheckResult:
     """Breaker state, age and flapping from Prometheus; logs as evidence and fallback."""
@@ -244,18 +160,6 @@ def _breaker_state_from_logs(logs: PodLogs, evidence: dict[str, object]) -> Chec
 
 
 # -- CB-2 -----------------------------------------------------------------------------------
-def cause_of_line(line: str) -> str:
-    """The cause an S3 error line names (``other`` when none); object keys are ignored."""
-    line = OBJECT_KEY_FIELD.sub("", line)
-    return next((cause for cause, regex in LOG_CAUSES if regex.search(line)), "other")
-
-
-def dominant(tally: Mapping[str, float]) -> str | None:
-    """The cause with the most weight (``other`` and zeros never win)."""
-    named = {cause: weight for cause, weight in tally.items() if cause != "other" and weight > 0}
-    return max(named, key=lambda cause: named[cause]) if named else None
-
-
 def s3_error_verdict(
     rates: Mapping[str, float] | None, lines: Sequence[str]
 ) -> tuple[Status, str, str | None]:
@@ -319,16 +223,10 @@ def five_xx_trend(per_minute: Sequence[float]) -> tuple[float, bool]:
     return sum(per_minute), recent > before
 
 
-def _objects(ctx: CheckContext) -> ObjectStore:
-    if ctx.sources.objects is None:
-        raise SourceNotConfigured("s3", "S3_BUCKET is not set")
-    return ctx.sources.objects
-
-
 @check("CB-3", TITLES["CB-3"])
 async def check_s3_health(ctx: CheckContext) -> CheckResult:
     """head_bucket, list_objects_v2 and STS from the bot, plus CloudWatch 5xx."""
-    objects = _objects(ctx)
+    objects = objects_of(ctx)
     probe = await objects.probe()
     evidence: dict[str, object] = {
         "bucket": probe.bucket,
@@ -419,8 +317,7 @@ def guard_throttle_fix(results: Results, ctx: CheckContext) -> tuple[bool, str |
     """CB-A3: only when CB-2 says throttling; the PUT rate set stays under the S3 limit."""
     if TUNED_PUT_RATE > S3_PREFIX_PUT_LIMIT:
         return False, f"{TUNED_PUT_RATE}/s is above the S3 per-prefix limit {S3_PREFIX_PUT_LIMIT}/s"
-    errors = results.get("CB-2")
-    cause = errors.cause if errors is not None else None
+    cause = cause_of(results, "CB-2")
     if cause != "throttling":
         found = f"{cause} errors" if cause else "no throttling"
         return False, f"CB-2 found {found} behind the breaker: throttle settings would not help"
@@ -432,8 +329,7 @@ ENABLE_THROTTLING = f"Enable S3 throttling at {TUNED_PUT_RATE} PUT/s"
 
 def probable_cause(results: Results) -> str | None:
     """CB-2's classification of the S3 errors behind the breaker."""
-    errors = results.get("CB-2")
-    return errors.cause if errors is not None else None
+    return cause_of(results, "CB-2")
 
 
 VERIFY = ("CB-1", "CB-4")

@@ -1,7 +1,8 @@
 """Runbook ``partition-lease-conflicts.md`` (lease-conflicts, severity HIGH).
 
 Checks LC-1..LC-5, actions LC-A1..LC-A3, guidance LC-G; LC-V verifies with LC-1, LC-2 and
-LC-4. Thresholds (module constants):
+LC-4. Thresholds (module constants here; those of the pure verdicts in
+``handlers.lease_model`` (LC-1, LC-2's flipping, LC-4) and ``handlers.clock_skew`` (LC-3)):
 
 - LC-1: a lease whose holder has no running pod, or (upstream) no heartbeat within
   ``HEARTBEAT_LIVENESS_MS`` = 60 s, is critical while it blocks the partition; one expired
@@ -26,155 +27,50 @@ LC-4. Thresholds (module constants):
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from bot.models import CheckResult, Risk, Status
-from bot.sources.base import (
-    AgentRow,
-    Kubernetes,
-    LeaseReadout,
-    LeaseRow,
-    MetadataDb,
-    PodInfo,
-    Prometheus,
-    SourceError,
-    SourceNotConfigured,
-)
+from bot.sources.base import Kubernetes, LeaseReadout, SourceError
 from handlers.base import ActionSpec, CheckContext, Results, Runbook, check, no_data
+from handlers.clock_skew import NODE_EXPORTER, exec_offsets, judge_skew, metric_offsets
+from handlers.lease_model import (
+    CONFLICT,
+    LOST,
+    STALE_EPOCH,
+    agent_ids_of,
+    belongs_to_workload,
+    find_holders,
+    flipping_partitions,
+    holders_summary,
+    judge_lease,
+    judge_lease_logs,
+    judge_renewals,
+    lease_json,
+    scan_lease_lines,
+)
 from handlers.logs import LOGS_SOURCE, agent_logs, cut, require_kubernetes
+from handlers.promql import prometheus_of
+from handlers.results import failing, first_failing_cause
+from handlers.sources import metadata_of
 
-HEARTBEAT_LIVENESS_MS = 60_000
-UNCLAIMED_AFTER_S = 30.0
 LOG_TAIL = 200
-FLIP_ACQUISITIONS = 3
-SKEW_WARNING_S = 2.0
-SKEW_CRITICAL_S = 5.0
-RENEWAL_WARNING = 0.95
-RENEWAL_CRITICAL = 0.80
-CONFLICT_RATE_WARNING = 0.01
 CONNECTIONS_WARNING = 0.80
 CONNECTIONS_CRITICAL = 0.95
 SLOW_QUERY_S = 30.0
 RESTART_COOLDOWN = timedelta(minutes=10)
-NODE_EXPORTER = "prometheus:node-exporter"
 EVIDENCE_LEASES = 10
 EVIDENCE_LINES = 5
 RLS_HINT = (
     "give the bot's database role BYPASSRLS, or set STREAMHOUSE_ORGANIZATION_ID so that it "
     "sets app.current_organization_id before reading partition_leases"
 )
-# The runbook's wording and upstream's real messages (streamhouse-facts.md §6).
-STALE_EPOCH = re.compile(r"stale epoch|stale write rejected", re.IGNORECASE)
-CONFLICT = re.compile(
-    r"already held by|already leased to another agent|may be held by another agent|lease conflict",
-    re.IGNORECASE,
-)
-LOST = re.compile(r"lost lease|lease renewal failed|lease expired", re.IGNORECASE)
-ACQUIRED = re.compile(
-    r"acquired (?:partition )?lease(?: for partition (?P<rb_topic>\S+)-(?P<rb_partition>\d+)"
-    r"| topic=(?P<topic>\S+) partition=(?P<partition>\d+))",
-    re.IGNORECASE,
-)
-
-
-def _metadata(ctx: CheckContext) -> MetadataDb:
-    if ctx.sources.metadata is None:
-        raise SourceNotConfigured("metadata-db", "STREAMHOUSE_DATABASE_URL is not set")
-    return ctx.sources.metadata
-
-
-def _prometheus(ctx: CheckContext) -> Prometheus:
-    if ctx.sources.prometheus is None:
-        raise SourceNotConfigured("prometheus", "PROMETHEUS_URL is not set")
-    return ctx.sources.prometheus
-
-
-def _failing(result: CheckResult | None) -> bool:
-    return result is not None and result.status in (Status.WARNING, Status.CRITICAL)
 
 
 # -- LC-1: who holds each lease, and is the holder alive ------------------------------------
-def agent_ids_of(pod: PodInfo) -> set[str]:
-    """The agent ids a pod runs as: its ``AGENT_ID``, else upstream's ``agent-<hostname>``."""
-    configured = pod.env.get("AGENT_ID")
-    return {configured} if configured else {f"agent-{pod.name}", pod.name}
-
-
-def pod_is_live(pod: PodInfo) -> bool:
-    """The agent container runs (not a failed pod, not crash-looping, not still starting)."""
-    return pod.phase == "Running" and pod.waiting_reason is None
-
-
-@dataclass(frozen=True)
-class Holder:
-    """What the bot knows of one lease holder."""
-
-    pod: str | None  # the pod running as this agent, if any
-    pod_live: bool
-    heartbeat_age_s: float | None  # None: heartbeats not recorded (runbook profile)
-
-    @property
-    def alive(self) -> bool:
-        """A running pod and, where heartbeats are recorded, one within the liveness window."""
-        fresh = self.heartbeat_age_s is None or self.heartbeat_age_s * 1000 <= HEARTBEAT_LIVENESS_MS
-        return self.pod_live and fresh
-
-
-def find_holders(
-    holders: set[str], pods: Sequence[PodInfo], agents: Sequence[AgentRow] | None, now_ms: int
-) -> dict[str, Holder]:
-    """Each holder's pod and heartbeat age; with an agents table, no row means no heartbeat."""
-    pod_of = {agent_id: pod for pod in pods for agent_id in agent_ids_of(pod)}
-    beats = {row.agent_id: row.last_heartbeat_ms for row in agents or ()}
-    found = {}
-    for holder in sorted(holders):
-        pod = pod_of.get(holder)
-        age: float | None = None
-        if agents is not None:
-            beat = beats.get(holder)
-            age = float("inf") if beat is None else max(0.0, (now_ms - beat) / 1000)
-        live = pod is not None and pod_is_live(pod)
-        found[holder] = Holder(pod.name if pod else None, live, age)
-    return found
-
-
-def judge_lease(row: LeaseRow, holder: Holder, now_ms: int) -> tuple[Status, str]:
-    """One lease's verdict and why, from its expiry and its holder's liveness."""
-    expired_s = (now_ms - row.expires_at_ms) / 1000
-    if expired_s < 0 and holder.alive:
-        return Status.OK, "held by a live agent"
-    if expired_s < 0:
-        return Status.CRITICAL, f"holder is dead; blocks the partition for {-expired_s:.0f} s more"
-    if holder.alive:
-        return Status.WARNING, f"expired {expired_s:.0f} s ago under a live holder: renewals fail"
-    if expired_s > UNCLAIMED_AFTER_S:
-        return Status.CRITICAL, f"expired {expired_s:.0f} s ago and no agent has taken it"
-    return Status.WARNING, f"expired {expired_s:.0f} s ago; waiting for another agent to take it"
-
-
-def _lease_json(row: LeaseRow, holder: Holder, status: Status, why: str, now_ms: int) -> Any:
-    age = holder.heartbeat_age_s
-    return {
-        "topic": row.topic,
-        "partition": row.partition,
-        "holder": row.holder,
-        "epoch": row.epoch,
-        "expires_at": datetime.fromtimestamp(row.expires_at_ms / 1000, UTC).isoformat(),
-        "state": "ACTIVE" if row.expires_at_ms > now_ms else "EXPIRED",
-        "holder_pod": holder.pod,
-        "holder_alive": holder.alive,
-        "heartbeat_age_s": None if age is None or age == float("inf") else round(age, 1),
-        "status": status.value,
-        "why": why,
-    }
-
-
 LEASES_TITLE = "Lease holders: epoch, expiry and whether each holder is alive"
 
 
@@ -197,7 +93,7 @@ def _invisible_leases(readout: LeaseReadout, ctx: CheckContext) -> CheckResult:
 @check("LC-1", LEASES_TITLE)
 async def check_lease_holders(ctx: CheckContext) -> CheckResult:
     """Every lease (or the target's) with its holder's pod and heartbeat."""
-    metadata = _metadata(ctx)
+    metadata = metadata_of(ctx)
     readout = await metadata.leases(ctx.target.topic, ctx.target.partition)
     if not readout.rows:
         return _invisible_leases(readout, ctx)
@@ -213,7 +109,7 @@ async def check_lease_holders(ctx: CheckContext) -> CheckResult:
     dead = [row for row, _ in troubled if not holders[row.holder].alive]
     evidence = {
         "leases": [
-            _lease_json(row, holders[row.holder], status, why, now)
+            lease_json(row, holders[row.holder], status, why, now)
             for row, status, why in judged[:EVIDENCE_LEASES]
         ],
         "total": len(judged),
@@ -228,72 +124,14 @@ async def check_lease_holders(ctx: CheckContext) -> CheckResult:
         id="LC-1",
         title=LEASES_TITLE,
         status=Status.worst([status for _, status, _ in judged]),
-        summary=_holders_summary(len(judged), troubled, dead, len(holders)),
+        summary=holders_summary(len(judged), troubled, dead, len(holders)),
         evidence=evidence,
         sources=("metadata-db", "kubernetes"),
         cause="dead-holder" if dead else ("renewal-failures" if troubled else None),
     )
 
 
-def _holders_summary(
-    total: int, troubled: Sequence[tuple[LeaseRow, str]], dead: Sequence[LeaseRow], holders: int
-) -> str:
-    if dead:
-        first, names = dead[0], ", ".join(sorted({row.holder for row in dead}))
-        return (
-            f"{len(dead)} of {total} leases held by {names}, which has no live pod or heartbeat "
-            f"(e.g. {first.topic}/{first.partition} at epoch {first.epoch})"
-        )
-    if troubled:
-        row, why = troubled[0]
-        return f"{len(troubled)} of {total} leases in trouble: {row.topic}/{row.partition} {why}"
-    return f"{total} leases, all held by live agents ({holders} holders)"
-
-
 # -- LC-2: lease events in the agents' logs -------------------------------------------------
-@dataclass
-class LeaseLogFindings:
-    """What one agent's log says about leases."""
-
-    conflicts: list[str] = field(default_factory=list)  # incl. stale epochs
-    lost: list[str] = field(default_factory=list)
-    acquired: list[tuple[str, int]] = field(default_factory=list)  # (topic, partition)
-
-
-def scan_lease_lines(lines: Sequence[str]) -> LeaseLogFindings:
-    """Sort an agent's log lines into conflicts (and stale epochs), lost leases, acquisitions."""
-    found = LeaseLogFindings()
-    for line in lines:
-        if STALE_EPOCH.search(line) or CONFLICT.search(line):
-            found.conflicts.append(line)
-        elif LOST.search(line):
-            found.lost.append(line)
-        elif taken := ACQUIRED.search(line):
-            topic = taken["rb_topic"] or taken["topic"]
-            found.acquired.append((topic, int(taken["rb_partition"] or taken["partition"])))
-    return found
-
-
-def flipping_partitions(acquired: Mapping[str, Sequence[tuple[str, int]]]) -> dict[str, list[str]]:
-    """Partitions acquired ``FLIP_ACQUISITIONS`` times or more by two or more agents."""
-    takers: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
-    for agent_id, partitions in acquired.items():
-        for partition in partitions:
-            takers[partition].append(agent_id)
-    return {
-        f"{topic}/{partition}": sorted(set(agents))
-        for (topic, partition), agents in sorted(takers.items())
-        if len(agents) >= FLIP_ACQUISITIONS and len(set(agents)) > 1
-    }
-
-
-def belongs_to_workload(pod: PodInfo, workload: str) -> bool:
-    """Whether the agent workload (a StatefulSet, or a Deployment's ReplicaSet) owns the pod."""
-    if pod.owner_kind == "StatefulSet":
-        return pod.owner_name == workload
-    return pod.owner_kind == "ReplicaSet" and (pod.owner_name or "").startswith(f"{workload}-")
-
-
 async def _replicas(k8s: Kubernetes) -> int | None:
     try:
         return (await k8s.agent_workload()).replicas
@@ -332,68 +170,11 @@ async def check_lease_logs(ctx: CheckContext) -> CheckResult:
         "unreadable": dict(logs.unreadable),
         "agent_replicas": await _replicas(k8s),
     }
-    status, summary, cause = _judge_lease_logs(found, flips)
+    status, summary, cause = judge_lease_logs(found, flips, LOG_TAIL)
     return CheckResult("LC-2", LOGS_TITLE, status, summary, evidence, (LOGS_SOURCE,), cause)
 
 
-def _judge_lease_logs(
-    found: Mapping[str, LeaseLogFindings], flips: Mapping[str, list[str]]
-) -> tuple[Status, str, str | None]:
-    conflicts = sum(len(f.conflicts) for f in found.values())
-    lost = sum(len(f.lost) for f in found.values())
-    if flips:
-        summary = f"holder keeps changing on {', '.join(flips)}; {conflicts} conflict lines"
-        return Status.CRITICAL, summary, "split-brain"
-    if conflicts:
-        pods = sum(1 for f in found.values() if f.conflicts)
-        summary = f"{conflicts} lease conflict lines from {pods} agent(s)"
-        return Status.CRITICAL, summary, "lease-conflicts"
-    if lost:
-        return Status.WARNING, f"{lost} lost-lease lines, no conflicts", "renewal-failures"
-    return Status.OK, f"no lease conflict in the last {LOG_TAIL} lines of {len(found)} agents", None
-
-
 # -- LC-3: clock skew between the agents' nodes ---------------------------------------------
-def node_of(labels: Mapping[str, str]) -> str | None:
-    """The node a node-exporter series describes (a node label, else the instance's host)."""
-    for key in ("node", "kubernetes_node", "nodename"):
-        if labels.get(key):
-            return labels[key]
-    instance = labels.get("instance")
-    return instance.rsplit(":", 1)[0] if instance else None
-
-
-def judge_skew(offsets: Mapping[str, float]) -> tuple[Status, float]:
-    """The clock spread between nodes (max - min offset) and its verdict."""
-    spread = max(offsets.values()) - min(offsets.values())
-    if spread > SKEW_CRITICAL_S:
-        return Status.CRITICAL, spread
-    return (Status.WARNING if spread > SKEW_WARNING_S else Status.OK), spread
-
-
-async def _metric_offsets(ctx: CheckContext, nodes: set[str]) -> tuple[dict[str, float], str]:
-    """Offsets of ``nodes`` from node-exporter, else why there are none."""
-    metric = ctx.profile.metric("node_timex_offset_seconds")
-    try:
-        samples = await _prometheus(ctx).instant(str(metric))
-    except SourceError as error:
-        return {}, f"{error.source}: {error.detail}"
-    offsets = {node: s.value for s in samples if (node := node_of(s.labels)) in nodes}
-    return offsets, "" if offsets else f"{metric} has no series for {', '.join(sorted(nodes))}"
-
-
-async def _exec_offsets(k8s: Kubernetes, pods: Sequence[PodInfo]) -> dict[str, float]:
-    """One live pod per node runs ``date +%s``: its clock minus the bot's."""
-    one_per_node = {pod.node: pod for pod in pods if pod.node and pod_is_live(pod)}
-
-    async def offset(pod: PodInfo) -> float:
-        output = await k8s.exec(pod.name, ["date", "+%s"])
-        return float(output.strip()) - datetime.now(UTC).timestamp()
-
-    values = await asyncio.gather(*(offset(pod) for pod in one_per_node.values()))
-    return dict(zip(one_per_node, values, strict=True))
-
-
 SKEW_TITLE = "Clock skew between the nodes running agents"
 
 
@@ -403,14 +184,14 @@ async def check_clock_skew(ctx: CheckContext) -> CheckResult:
     k8s = require_kubernetes(ctx.sources)
     pods = await k8s.agent_pods()
     nodes = {pod.node for pod in pods if pod.node}
-    offsets, why_not = await _metric_offsets(ctx, nodes)
+    offsets, why_not = await metric_offsets(ctx, nodes)
     # node-exporter, not Streamhouse: present even where Streamhouse is not instrumented.
     sources: tuple[str, ...] = (NODE_EXPORTER,)
     evidence: dict[str, Any] = {}
     if not offsets:  # RBAC may refuse exec: the check then says both reasons
         sources, evidence["fallback"] = (NODE_EXPORTER, "kubernetes:exec"), f"{why_not}; `date +%s`"
         try:
-            offsets = await _exec_offsets(k8s, pods)
+            offsets = await exec_offsets(k8s, pods)
         except SourceError as error:
             what = f"{why_not}; the fallback `date +%s` failed: {error.detail}"
             return replace(no_data("LC-3", SKEW_TITLE, what, "kubernetes:exec"), sources=sources)
@@ -432,22 +213,13 @@ async def check_clock_skew(ctx: CheckContext) -> CheckResult:
 
 
 # -- LC-4: renewal success and conflict rate ------------------------------------------------
-def judge_renewals(ratio: float, conflicts_per_s: float | None) -> Status:
-    """Renewal success thresholds; a conflict rate over the alert's raises it to a warning."""
-    if ratio < RENEWAL_CRITICAL:
-        return Status.CRITICAL
-    if ratio < RENEWAL_WARNING or (conflicts_per_s or 0.0) > CONFLICT_RATE_WARNING:
-        return Status.WARNING
-    return Status.OK
-
-
 RENEWALS_TITLE = "Lease renewal success and conflict rate over 5 min"
 
 
 @check("LC-4", RENEWALS_TITLE)
 async def check_renewals(ctx: CheckContext) -> CheckResult:
     """``rate(lease_renewals_total{result="success"}[5m]) / rate(lease_renewals_total[5m])``."""
-    prometheus = _prometheus(ctx)
+    prometheus = prometheus_of(ctx)
     renewals = ctx.profile.metric("lease_renewals_total")
     rates = await prometheus.instant(f"sum by (instance, result) (rate({renewals}[5m]))")
     if not rates:
@@ -483,7 +255,7 @@ DATABASE_TITLE = "Metadata database: connections, slow queries, lease lock waits
 @check("LC-5", DATABASE_TITLE)
 async def check_metadata_database(ctx: CheckContext) -> CheckResult:
     """``pg_stat_activity`` connections and long queries, ``pg_locks`` on ``partition_leases``."""
-    health = await _metadata(ctx).health()
+    health = await metadata_of(ctx).health()
     usage = health.connections / health.max_connections if health.max_connections else 0.0
     slow = [(pid, secs, query) for pid, secs, query in health.long_queries if secs > SLOW_QUERY_S]
     statuses, problems = [Status.OK], []
@@ -561,7 +333,7 @@ def guard_scale_to_one(results: Results, ctx: CheckContext) -> tuple[bool, str |
         return False, "the agent workload's replica count is unknown: there is no N to restore"
     if replicas <= 1:
         return False, f"{ctx.profile.agent_workload} already runs a single agent"
-    if not (_failing(logs) or _failing(results.get("LC-4"))):
+    if not (failing(logs) or failing(results.get("LC-4"))):
         return False, "LC-2 and LC-4 show the agents coordinating; scaling down only costs capacity"
     return True, None
 
@@ -588,11 +360,7 @@ CAUSE_ORDER = ("LC-1", "LC-3", "LC-5", "LC-2", "LC-4")
 
 def probable_cause(results: Results) -> str | None:
     """The cause label of the first failing check, in order of how much it explains."""
-    for check_id in CAUSE_ORDER:
-        result = results.get(check_id)
-        if _failing(result) and result is not None and result.cause:
-            return result.cause
-    return None
+    return first_failing_cause(results, CAUSE_ORDER)
 
 
 RUNBOOK = Runbook(

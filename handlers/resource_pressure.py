@@ -1,68 +1,67 @@
 """Runbook ``resource-pressure.md`` (matrix §6): memory, disk and CPU pressure on agents.
 
 Checks RP-1..RP-6, actions RP-A1..RP-A4, guidance RP-G; verification (RP-V) re-runs RP-1,
-RP-5 and RP-2. Thresholds, from the runbook:
+RP-5 and RP-2. Thresholds, from the runbook (those of the pure verdicts, marked *, live in
+``handlers.resource_model``):
 
-- ``MEMORY_CRITICAL_RATIO`` = 85 % of the memory limit, or an OOMKill within
-  ``OOM_WINDOW`` = 1 h, is critical; ``CPU_WARNING_CORES`` = 3 cores is a warning (RP-1).
-- ``DISK_CRITICAL_RATIO`` = 90 % of the WAL volume used, or more than
+- ``MEMORY_CRITICAL_RATIO``* = 85 % of the memory limit, or an OOMKill within
+  ``OOM_WINDOW``* = 1 h, is critical; ``CPU_WARNING_CORES``* = 3 cores is a warning (RP-1).
+- ``DISK_CRITICAL_RATIO``* = 90 % of the WAL volume used, or more than
   ``WAL_TOTAL_CRITICAL_BYTES`` = 10 GiB of WAL on one agent, is critical (RP-2).
 - ``MIN_MEMORY_LIMIT_BYTES`` = 1 GiB and ``MIN_CPU_LIMIT_CORES`` = 1: lower or missing
   limits are a warning (RP-3); ``MAX_PARTITIONS_PER_AGENT`` = 100 (RP-4).
-- Leak trend (RP-5) over ``LEAK_WINDOW`` = 3 h: memory up by ``LEAK_MIN_GROWTH`` = 20 %
-  while load moved less than ``LOAD_FLAT_MAX_CHANGE`` = 10 %.
+- Leak trend (RP-5) over ``LEAK_WINDOW``* = 3 h: memory up by ``LEAK_MIN_GROWTH``* = 20 %
+  while load moved less than ``LOAD_FLAT_MAX_CHANGE``* = 10 %.
 - ``CHANGE_WINDOW`` = 2 h: a rollout that close before the first termination (RP-6).
 - Guard rails: a new memory limit is at most 2x the current one and at most
-  ``MEMORY_LIMIT_CEILING_BYTES`` = 16 GiB; at most ``MAX_AGENT_REPLICAS`` = 10 agents.
+  ``MEMORY_LIMIT_CEILING_BYTES``* = 16 GiB; at most ``MAX_AGENT_REPLICAS`` = 10 agents.
 
-Sources: memory comes from ``metrics.k8s.io`` and, for pods it does not report (a
-crash-looping container), from cAdvisor's ``container_memory_usage_bytes`` (named
-``prometheus:cadvisor``). Load for RP-5 is the producer rate (``producer_messages_sent_total``,
-``streamhouse_producer_records_total`` upstream), else the agents' CPU as a proxy. Lease
-counts (RP-4) come from the metadata DB, else from the per-partition buffer gauges. Disk
-use (RP-2) comes from the kubelet's volume stats; the WAL's size from WAL-2's listing
-(exec, else the WAL gauge), else it is bounded by the volume's use. RP-6 reads the rollout
-history only: ConfigMaps carry no change time the API exposes. CPU (RP-1) is the
-metrics.k8s.io reading, averaged over its short window, not a 5-minute rate.
+Sources: memory, load and lease counts as ``handlers.resource_readings`` reads them; lease
+counts (RP-4) fall back to the per-partition buffer gauges. Disk use (RP-2) comes from the
+kubelet's volume stats; the WAL's size from WAL-2's listing (exec, else the WAL gauge),
+else it is bounded by the volume's use. RP-6 reads the rollout history only: ConfigMaps
+carry no change time the API exposes. CPU (RP-1) is the metrics.k8s.io reading, averaged
+over its short window, not a 5-minute rate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from bot.models import CheckResult, Risk, Status
-from bot.sources.base import Kubernetes, PodInfo, Prometheus, Series, SourceError
 from handlers.base import ActionSpec, CheckContext, Results, Runbook, check, no_data
-from handlers.wal_recovery import (
-    GIB,
-    WAL_TOTAL_CRITICAL_BYTES,
-    kubernetes_of,
-    loss_window,
-    pod_volume,
-    prometheus_of,
-    size_text,
-    wal_inventory,
+from handlers.logs import require_kubernetes
+from handlers.promql import prometheus_of
+from handlers.resource_model import (
+    DISK_CRITICAL_RATIO,
+    LEAK_WINDOW,
+    MEMORY_CRITICAL_RATIO,
+    MEMORY_LIMIT_CEILING_BYTES,
+    disk_verdict,
+    is_leak,
+    pod_pressure,
+    proposed_memory_limit,
 )
+from handlers.resource_readings import (
+    CADVISOR,
+    agent_claims,
+    leases_per_agent,
+    load_trend,
+    memory_by_pod,
+    memory_trends,
+    old_wal_files,
+    sum_by_pod,
+)
+from handlers.results import TitledResults, first_cause_named
+from handlers.sizes import GIB, size_text
+from handlers.wal_files import pod_volume, wal_inventory
 
-MEMORY_CRITICAL_RATIO = 0.85
-OOM_WINDOW = timedelta(hours=1)
-CPU_WARNING_CORES = 3.0
-DISK_CRITICAL_RATIO = 0.90
 MIN_MEMORY_LIMIT_BYTES = 1 * GIB
 MIN_CPU_LIMIT_CORES = 1.0
 MAX_PARTITIONS_PER_AGENT = 100
-LEAK_WINDOW = timedelta(hours=3)
-LEAK_STEP = timedelta(minutes=5)
-LEAK_MIN_GROWTH = 0.20
-LOAD_FLAT_MAX_CHANGE = 0.10
 CHANGE_WINDOW = timedelta(hours=2)
-MEMORY_LIMIT_CEILING_BYTES = 16 * GIB
 MAX_AGENT_REPLICAS = 10
-CADVISOR = "prometheus:cadvisor"
 TITLES = {
     "RP-1": "Agent CPU and memory against limits",
     "RP-2": "WAL volume and WAL size",
@@ -71,74 +70,15 @@ TITLES = {
     "RP-5": "Memory leak trend",
     "RP-6": "Recent rollouts",
 }
-
-
-def _result(
-    check_id: str,
-    status: Status,
-    summary: str,
-    evidence: Mapping[str, object],
-    sources: Sequence[str],
-    cause: str | None = None,
-) -> CheckResult:
-    return CheckResult(check_id, TITLES[check_id], status, summary, evidence, tuple(sources), cause)
-
-
-def _container_selector(pods: Sequence[PodInfo]) -> str:
-    """The PromQL selector of the agents' containers (pod names are DNS labels)."""
-    names = "|".join(pod.name.replace(".", "\\\\.") for pod in pods)
-    return f'{{pod=~"{names}",container!="",container!="POD"}}'
+_result = TitledResults(TITLES)
 
 
 # -- RP-1: usage against limits -------------------------------------------------------------
-async def _memory_by_pod(
-    ctx: CheckContext, pods: Sequence[PodInfo]
-) -> tuple[dict[str, int], dict[str, float], list[str]]:
-    """Memory and CPU per pod: metrics.k8s.io first, cAdvisor for the pods it omits."""
-    kube = kubernetes_of(ctx)
-    sources = ["kubernetes"]
-    try:
-        wanted = {pod.name for pod in pods}
-        usage = {u.pod: u for u in await kube.pod_usage() if u.pod in wanted}
-    except SourceError:
-        usage = {}
-    sources += ["kubernetes:metrics"] if usage else []
-    memory = {name: u.memory_bytes for name, u in usage.items()}
-    cpu = {name: u.cpu_cores for name, u in usage.items()}
-    missing = [pod for pod in pods if pod.name not in memory]
-    if missing and ctx.sources.prometheus is not None:
-        query = f"max by (pod) (container_memory_usage_bytes{_container_selector(missing)})"
-        try:
-            found = await ctx.sources.prometheus.instant(query)
-        except SourceError:
-            found = []
-        memory.update({s.labels.get("pod", ""): int(s.value) for s in found})
-        sources += [CADVISOR] if found else []
-    return memory, cpu, sources
-
-
-def pod_pressure(
-    pod: PodInfo, memory: int | None, cpu: float | None, now: datetime
-) -> tuple[Status, str]:
-    """One agent: OOMKilled within the hour or memory >= 85 % critical, CPU > 3 a warning."""
-    killed = pod.last_terminated_reason == "OOMKilled" and (
-        pod.last_terminated_at is None or now - pod.last_terminated_at < OOM_WINDOW
-    )
-    limit = pod.memory_limit_bytes
-    ratio = memory / limit if memory is not None and limit else None
-    shown = f"{ratio:.0%} of {size_text(limit or 0)}" if ratio is not None else "memory unknown"
-    if killed or (ratio is not None and ratio >= MEMORY_CRITICAL_RATIO):
-        return Status.CRITICAL, f"{pod.name}: {'OOMKilled, ' if killed else ''}memory {shown}"
-    if cpu is not None and cpu > CPU_WARNING_CORES:
-        return Status.WARNING, f"{pod.name}: CPU {cpu:.1f} cores"
-    return (Status.OK if ratio is not None else Status.UNKNOWN), f"{pod.name}: memory {shown}"
-
-
 @check("RP-1", TITLES["RP-1"])
 async def check_pod_usage(ctx: CheckContext) -> CheckResult:
     """Memory and CPU per agent against its limits, and OOMKilled in the last state."""
-    pods = await kubernetes_of(ctx).agent_pods()
-    memory, cpu, sources = await _memory_by_pod(ctx, pods)
+    pods = await require_kubernetes(ctx.sources).agent_pods()
+    memory, cpu, sources = await memory_by_pod(ctx, pods)
     verdicts = [pod_pressure(p, memory.get(p.name), cpu.get(p.name), ctx.now) for p in pods]
     status = Status.worst([s for s, _ in verdicts])
     worst = [text for s, text in verdicts if s is status]
@@ -158,65 +98,14 @@ async def check_pod_usage(ctx: CheckContext) -> CheckResult:
 
 
 # -- RP-2: disk -----------------------------------------------------------------------------
-async def _claims(kube: Kubernetes, pods: Sequence[PodInfo]) -> dict[str, dict[str, object]]:
-    """The agents' claims with phase, capacity, StorageClass and whether it can expand."""
-    wanted = {claim for pod in pods for claim in pod.volume_claims}
-    claims = [pvc for pvc in await kube.pvcs() if pvc.name in wanted]
-    classes = sorted({pvc.storage_class for pvc in claims if pvc.storage_class})
-    answers = await asyncio.gather(
-        *(kube.storage_class_expandable(name) for name in classes), return_exceptions=True
-    )
-    expandable = {
-        n: a if isinstance(a, bool) else None for n, a in zip(classes, answers, strict=True)
-    }
-    return {
-        pvc.name: {
-            "phase": pvc.phase,
-            "capacity_bytes": pvc.capacity_bytes,
-            "storage_class": pvc.storage_class,
-            "expandable": expandable.get(pvc.storage_class or ""),
-        }
-        for pvc in claims
-    }
-
-
-async def _old_wal_files(ctx: CheckContext) -> list[dict[str, object]]:
-    """``*.old`` WAL files seen by exec, each with whether S3 holds its data (WAL-5)."""
-    found = []
-    for wal in await wal_inventory(ctx):
-        for seen in wal.files or ():
-            if seen.name.endswith(".old") and seen.key is not None:
-                window = await loss_window(ctx, seen.key, [seen])
-                in_s3 = window.wal_modified is not None and window.seconds == 0
-                found.append({"pod": wal.pod, "file": seen.name, "in_s3": in_s3})
-    return found
-
-
-def disk_verdict(used: tuple[int, int] | str, wal_bytes: int | None) -> tuple[Status, str]:
-    """One agent's disk: volume (used, capacity) or why unknown, and its WAL size if seen."""
-    if isinstance(used, str):
-        if wal_bytes is not None and wal_bytes > WAL_TOTAL_CRITICAL_BYTES:
-            return Status.CRITICAL, f"WAL {size_text(wal_bytes)}, truncation failing"
-        return Status.UNKNOWN, f"volume stats unavailable: {used[:80]}"
-    ratio = used[0] / used[1] if used[1] else 0.0
-    wal = size_text(wal_bytes) if wal_bytes is not None else f"≤ {size_text(used[0])}"
-    text = f"volume {ratio:.0%} used of {size_text(used[1])}, WAL {wal}"
-    too_big = wal_bytes is not None and wal_bytes > WAL_TOTAL_CRITICAL_BYTES
-    if ratio > DISK_CRITICAL_RATIO or too_big:
-        return Status.CRITICAL, text
-    if wal_bytes is None and used[0] > WAL_TOTAL_CRITICAL_BYTES:  # the bound proves nothing
-        return Status.UNKNOWN, f"{text} (WAL files not visible)"
-    return Status.OK, text
-
-
 @check("RP-2", TITLES["RP-2"])
 async def check_disk(ctx: CheckContext) -> CheckResult:
     """Use of each agent's WAL volume and the WAL's size (exec, the WAL gauge or a bound)."""
-    kube = kubernetes_of(ctx)
+    kube = require_kubernetes(ctx.sources)
     pods = await kube.agent_pods()
     volumes = await asyncio.gather(*(pod_volume(kube, pod) for pod in pods))
     inventory = {wal.pod: wal for wal in await wal_inventory(ctx)}
-    claims, old = await asyncio.gather(_claims(kube, pods), _old_wal_files(ctx))
+    claims, old = await asyncio.gather(agent_claims(kube, pods), old_wal_files(ctx))
     verdicts = {}
     for pod, used in zip(pods, volumes, strict=True):
         wal = inventory.get(pod.name)
@@ -243,7 +132,7 @@ async def check_disk(ctx: CheckContext) -> CheckResult:
 @check("RP-3", TITLES["RP-3"])
 async def check_limits(ctx: CheckContext) -> CheckResult:
     """The agent workload's requests and limits: present, and not below 1Gi / 1 CPU."""
-    workload = await kubernetes_of(ctx).agent_workload()
+    workload = await require_kubernetes(ctx.sources).agent_workload()
     memory, cpu = workload.memory_limit_bytes, workload.cpu_limit_cores
     problems = []
     if memory is None or cpu is None:
@@ -271,34 +160,14 @@ async def check_limits(ctx: CheckContext) -> CheckResult:
 
 
 # -- RP-4: memory breakdown -----------------------------------------------------------------
-async def _sum_by_pod(prometheus: Prometheus, family: str | None) -> dict[str, float]:
-    if family is None:
-        return {}
-    samples = await prometheus.instant(f"sum by (pod) ({family})")
-    return {s.labels.get("pod", "-"): s.value for s in samples}
-
-
-async def _leases_per_agent(ctx: CheckContext) -> tuple[dict[str, int] | None, str]:
-    """Leases per holder from the metadata DB, or None and why it cannot see them."""
-    if ctx.sources.metadata is None:
-        return None, "metadata DB not configured"
-    try:
-        readout = await ctx.sources.metadata.leases()
-    except SourceError as error:
-        return None, error.detail
-    if readout.hidden_by_rls:
-        return None, readout.note or "row-level security hides the lease rows"
-    return dict(Counter(row.holder for row in readout.rows)), "metadata"
-
-
 @check("RP-4", TITLES["RP-4"])
 async def check_memory_breakdown(ctx: CheckContext) -> CheckResult:
     """Segment buffers, WAL and schema cache per agent; partitions held per agent."""
     prometheus = prometheus_of(ctx)
     names = ("segment_buffer_size_bytes", "wal_size_bytes", "schema_cache_entries")
     families = [ctx.profile.metric(name) for name in names]
-    buffers, wal, cache = await asyncio.gather(*(_sum_by_pod(prometheus, f) for f in families))
-    leases, counted_by = await _leases_per_agent(ctx)
+    buffers, wal, cache = await asyncio.gather(*(sum_by_pod(prometheus, f) for f in families))
+    leases, counted_by = await leases_per_agent(ctx)
     sources = ["prometheus"] + (["metadata"] if leases is not None else [])
     partitions = leases or {}
     if leases is None:  # one buffer gauge per partition an agent writes
@@ -331,62 +200,15 @@ async def check_memory_breakdown(ctx: CheckContext) -> CheckResult:
 
 
 # -- RP-5: leak trend -----------------------------------------------------------------------
-def relative_change(points: Sequence[tuple[float, float]]) -> float | None:
-    """Change from the first quarter's median to the last quarter's (None: too few points).
-
-    Medians, because a range's first rate() point covers a partial window and reads low.
-    """
-    if len(points) < 4 or points[-1][0] - points[0][0] < 3600:
-        return None
-    quarter = max(1, len(points) // 4)
-    first = statistics.median(v for _, v in points[:quarter])
-    last = statistics.median(v for _, v in points[-quarter:])
-    return (last - first) / first if first else None
-
-
-async def _load_trend(ctx: CheckContext, pods: Sequence[PodInfo]) -> tuple[float | None, str]:
-    """The producer rate's change, else the agents' CPU as a proxy for load."""
-    prometheus, now = prometheus_of(ctx), ctx.now
-    producer = ctx.profile.metric("producer_messages_sent_total")
-    cpu = f"sum(rate(container_cpu_usage_seconds_total{_container_selector(pods)}[5m]))"
-    candidates = [(f"sum(rate({producer}[5m]))", "prometheus")] if producer else []
-    for query, source in [*candidates, (cpu, CADVISOR)]:
-        found: list[Series] = await prometheus.range(
-            query, start=now - LEAK_WINDOW, end=now, step=LEAK_STEP
-        )
-        if found and found[0].points:
-            return relative_change(found[0].points), source
-    return None, "none"
-
-
-def is_leak(memory_change: float | None, load_change: float | None) -> bool:
-    """Memory up by ``LEAK_MIN_GROWTH`` while load stayed within ``LOAD_FLAT_MAX_CHANGE``."""
-    if memory_change is None or memory_change < LEAK_MIN_GROWTH:
-        return False
-    return load_change is None or abs(load_change) <= LOAD_FLAT_MAX_CHANGE
-
-
-async def _memory_trends(
-    ctx: CheckContext, pods: Sequence[PodInfo]
-) -> tuple[dict[str, float | None], dict[str, float]]:
-    """Per pod: memory's relative change over ``LEAK_WINDOW`` and its latest value."""
-    query = f"sum by (pod) (container_memory_usage_bytes{_container_selector(pods)})"
-    now = ctx.now
-    series = await prometheus_of(ctx).range(query, start=now - LEAK_WINDOW, end=now, step=LEAK_STEP)
-    changes = {s.labels.get("pod", "-"): relative_change(s.points) for s in series}
-    latest = {s.labels.get("pod", "-"): s.points[-1][1] for s in series if s.points}
-    return changes, latest
-
-
 @check("RP-5", TITLES["RP-5"])
 async def check_leak_trend(ctx: CheckContext) -> CheckResult:
     """Memory over the last hours against load: rising memory on flat load is a leak."""
-    pods = await kubernetes_of(ctx).agent_pods()
-    changes, latest = await _memory_trends(ctx, pods) if pods else ({}, {})
+    pods = await require_kubernetes(ctx.sources).agent_pods()
+    changes, latest = await memory_trends(ctx, pods) if pods else ({}, {})
     if not changes:
         missing = "container_memory_usage_bytes has no series for the agents"
         return no_data("RP-5", TITLES["RP-5"], missing, CADVISOR)
-    load_change, load_source = await _load_trend(ctx, pods)
+    load_change, load_source = await load_trend(ctx, pods)
     load = f"load ({load_source}) {load_change:+.0%}" if load_change is not None else "load unknown"
     evidence = {
         "memory_change": {p: None if c is None else round(c, 3) for p, c in changes.items()},
@@ -416,7 +238,7 @@ async def check_leak_trend(ctx: CheckContext) -> CheckResult:
 @check("RP-6", TITLES["RP-6"])
 async def check_recent_changes(ctx: CheckContext) -> CheckResult:
     """Rollouts of the agent workload shortly before the agents started to be killed."""
-    kube = kubernetes_of(ctx)
+    kube = require_kubernetes(ctx.sources)
     workload, pods = await asyncio.gather(kube.agent_workload(), kube.agent_pods())
     rollouts = [(rev, at) for rev, at in workload.revisions if rev > 1 and at is not None]
     ends = [p.last_terminated_at for p in pods if p.last_terminated_at]
@@ -448,16 +270,6 @@ async def check_recent_changes(ctx: CheckContext) -> CheckResult:
 
 
 # -- actions --------------------------------------------------------------------------------
-def proposed_memory_limit(current: int) -> int:
-    """The limit RP-A1 sets: twice the current one, capped at the ceiling."""
-    return min(2 * current, MEMORY_LIMIT_CEILING_BYTES)
-
-
-def proposed_claim_size(current: int) -> int:
-    """The size RP-A3 requests: twice the current one (a claim only grows)."""
-    return 2 * current
-
-
 Guard = tuple[bool, str | None]
 
 
@@ -527,22 +339,31 @@ def delete_uploaded_guard(results: Results, ctx: CheckContext) -> Guard:
     return True, "delete only " + ", ".join(proven)
 
 
+CAUSE_ORDER = (
+    "oom",
+    "memory-leak",
+    "disk-full",
+    "memory",
+    "wal-growth",
+    "cpu",
+    "too-many-partitions",
+    "recent-change",
+)
+
+
 def _resource_cause(results: Results) -> str | None:
-    labels = {result.cause for result in results.values() if result.cause}
-    order = (
-        "oom",
-        "memory-leak",
-        "disk-full",
-        "memory",
-        "wal-growth",
-        "cpu",
-        "too-many-partitions",
-        "recent-change",
-    )
-    return next((label for label in order if label in labels), None)
+    return first_cause_named(results, CAUSE_ORDER)
 
 
 VERIFICATION = ("RP-1", "RP-5", "RP-2")
+ACTIONS = (
+    ActionSpec("RP-A1", "Raise the agents' memory limit (at most 2x)", Risk.MEDIUM,
+               raise_memory_guard, VERIFICATION),
+    ActionSpec("RP-A2", "Scale the agents out by one", Risk.MEDIUM, scale_guard, VERIFICATION),
+    ActionSpec("RP-A3", "Grow the WAL volume claim", Risk.MEDIUM, grow_claim_guard, VERIFICATION),
+    ActionSpec("RP-A4", "Delete WAL files already uploaded (*.old)", Risk.HIGH,
+               delete_uploaded_guard, VERIFICATION),
+)  # fmt: skip
 RUNBOOK = Runbook(
     id="resource-pressure",
     title="Memory and disk pressure",
@@ -555,26 +376,7 @@ RUNBOOK = Runbook(
         check_leak_trend,
         check_recent_changes,
     ),
-    actions=(
-        ActionSpec(
-            "RP-A1",
-            "Raise the agents' memory limit (at most 2x)",
-            Risk.MEDIUM,
-            raise_memory_guard,
-            VERIFICATION,
-        ),
-        ActionSpec("RP-A2", "Scale the agents out by one", Risk.MEDIUM, scale_guard, VERIFICATION),
-        ActionSpec(
-            "RP-A3", "Grow the WAL volume claim", Risk.MEDIUM, grow_claim_guard, VERIFICATION
-        ),
-        ActionSpec(
-            "RP-A4",
-            "Delete WAL files already uploaded (*.old)",
-            Risk.HIGH,
-            delete_uploaded_guard,
-            VERIFICATION,
-        ),
-    ),
+    actions=ACTIONS,
     probable_cause=_resource_cause,
     guidance=(
         "Smaller segments (SEGMENT_MAX_SIZE) flush sooner and hold less memory, at more S3 PUTs.",

@@ -17,7 +17,8 @@
   swings of ``SWING_SHARE`` around the mean), ``spike`` (last ``SPIKE_WINDOW_MIN`` min over
   ``SPIKE_FACTOR`` x the median), ``drop`` (last ``DROP_WINDOW_MIN`` min under the median /
   ``SPIKE_FACTOR``), ``plateau`` (within ``STEADY_CV`` at ``PLATEAU_SHARE`` of the limits),
-  ``steady``, ``irregular`` or ``idle``; spike, plateau and periodic are a warning.
+  ``steady``, ``irregular`` or ``idle``; spike, plateau and periodic are a warning. These
+  shape thresholds live in ``handlers.traffic_shape``.
 
 Actions: TH-A1 wait (TH-3 burst); TH-A2 raise the limit by ``PUT_RAISE_STEP``, capped by the
 S3 per-prefix limit and ``PEAK_HEADROOM`` x last week's peak demand, never while TH-4 shows
@@ -27,24 +28,18 @@ S3 per-prefix limit and ``PEAK_HEADROOM`` x last week's peak demand, never while
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from bot.models import CheckResult, Risk, Status
 from bot.sources.base import SourceError, SourceNotConfigured
 from handlers.base import ActionSpec, CheckContext, Results, Runbook, check, no_data
-from handlers.circuit_breaker import (
-    FIVE_XX_MINUTES,
-    PUT,
-    S3_PREFIX_PUT_LIMIT,
-    agent_of,
-    family,
-    prometheus_of,
-    total,
-)
+from handlers.circuit_breaker import FIVE_XX_MINUTES, S3_PREFIX_PUT_LIMIT
 from handlers.logs import LOGS_SOURCE, agent_logs, agent_logs_or_note, compiled, require_kubernetes
+from handlers.promql import PUT, family, prometheus_of, total
+from handlers.put_limiter import allowed_share, read_decisions, read_put_limits
+from handlers.results import cause_of
+from handlers.traffic_shape import traffic_shape
 
 ADAPTIVE_WINDOW_S = 900
 ALLOWED_RATIO_WARNING = 0.95
@@ -54,13 +49,6 @@ S3_503_PER_S = 0.001
 S3_503_WINDOW_MIN = 5
 PATTERN_HISTORY = timedelta(hours=1)
 PATTERN_STEP = timedelta(seconds=60)
-SPIKE_WINDOW_MIN = 10
-SPIKE_FACTOR = 1.5
-DROP_WINDOW_MIN = 3
-PERIODIC_SWINGS = 4
-SWING_SHARE = 0.25
-STEADY_CV = 0.15
-PLATEAU_SHARE = 0.9
 PUT_RAISE_STEP = 500.0
 CONFIG_MAP = "streamhouse-config"  # where the runbook greps THROTTLE_* settings
 PEAK_HEADROOM = 1.2
@@ -113,37 +101,11 @@ async def check_limiter_logs(ctx: CheckContext) -> CheckResult:
 
 
 # -- TH-2 -----------------------------------------------------------------------------------
-def limiter_decisions(by_decision: Mapping[str, float]) -> dict[str, float]:
-    """The rate limiter's own decisions: an open breaker's rejections are the breaker's."""
-    return {kind: rate for kind, rate in by_decision.items() if "circuit" not in kind}
-
-
-def allowed_share(by_decision: Mapping[str, float], allowed: str) -> float | None:
-    """Allowed over the rate limiter's decisions (None when it made none)."""
-    decided = limiter_decisions(by_decision)
-    total_rate = sum(decided.values())
-    return decided.get(allowed, 0.0) / total_rate if total_rate > 0 else None
-
-
 def allowed_status(share: float) -> Status:
     """How bad an allowed share is."""
     if share < ALLOWED_RATIO_CRITICAL:
         return Status.CRITICAL
     return Status.WARNING if share < ALLOWED_RATIO_WARNING else Status.OK
-
-
-async def read_decisions(ctx: CheckContext) -> dict[str, float]:
-    """Throttle decisions per second over 5 min, by decision (empty: no series)."""
-    decisions = family(ctx, "throttle_decisions_total")
-    samples = await prometheus_of(ctx).instant(f"sum by (decision) (rate({decisions}[5m]))")
-    return {s.labels.get("decision", "?"): s.value for s in samples}
-
-
-async def read_put_limits(ctx: CheckContext) -> dict[str, float]:
-    """Each agent's current PUT rate limit (``throttle_rate_current``)."""
-    current = family(ctx, "throttle_rate_current")
-    samples = await prometheus_of(ctx).instant(f"{current}{{{PUT}}}")
-    return {agent_of(s.labels): s.value for s in samples}
 
 
 @check("TH-2", TITLES["TH-2"])
@@ -300,36 +262,6 @@ async def check_real_slowdowns(ctx: CheckContext) -> CheckResult:
 
 
 # -- TH-5 -----------------------------------------------------------------------------------
-def swings(values: Sequence[float]) -> int:
-    """How often the series goes from well below its mean to well above, or back."""
-    mean = statistics.fmean(values)
-    sides = [
-        1 if v > mean * (1 + SWING_SHARE) else -1
-        for v in values
-        if abs(v - mean) > mean * SWING_SHARE
-    ]
-    return sum(1 for a, b in itertools.pairwise(sides) if a != b)
-
-
-def traffic_shape(values: Sequence[float], capacity: float | None) -> str:
-    """``spike``, ``periodic``, ``plateau``, ``drop``, ``steady``, ``irregular`` or ``idle``."""
-    if not any(values):
-        return "idle"
-    if swings(values) >= PERIODIC_SWINGS:
-        return "periodic"
-    earlier = values[:-SPIKE_WINDOW_MIN] or values
-    base, recent = statistics.median(earlier), values[-SPIKE_WINDOW_MIN:]
-    if max(recent) > SPIKE_FACTOR * base:
-        return "spike"
-    if max(values[-DROP_WINDOW_MIN:]) * SPIKE_FACTOR < base:
-        return "drop"
-    mean = statistics.fmean(values)
-    if statistics.pstdev(values) > STEADY_CV * mean:
-        return "irregular"
-    at_limit = capacity is not None and mean >= PLATEAU_SHARE * capacity
-    return "plateau" if at_limit else "steady"
-
-
 @check("TH-5", TITLES["TH-5"])
 async def check_traffic_pattern(ctx: CheckContext) -> CheckResult:
     """PUTs per second over the hour, one point a minute, classified by shape."""
@@ -359,14 +291,9 @@ async def check_traffic_pattern(ctx: CheckContext) -> CheckResult:
 
 
 # -- actions --------------------------------------------------------------------------------
-def _cause(results: Results, check_id: str) -> str | None:
-    result = results.get(check_id)
-    return result.cause if result is not None else None
-
-
 def guard_wait_for_burst(results: Results, ctx: CheckContext) -> tuple[bool, str | None]:
     """TH-A1: only when TH-3 reads a burst."""
-    cause = _cause(results, "TH-3")
+    cause = cause_of(results, "TH-3")
     if cause == "burst":
         return True, None
     return False, f"TH-3 reads {cause or 'no overload'}, not a burst: waiting will not end it"
@@ -379,7 +306,7 @@ def guard_raise_limit(results: Results, ctx: CheckContext) -> tuple[bool, str | 
             False,
             "upstream Streamhouse does not read THROTTLE_PUT_RATE: raising it does nothing",
         )
-    if _cause(results, "TH-4") == "limits too high":
+    if cause_of(results, "TH-4") == "limits too high":
         return False, "S3 already answers 503 SlowDown (TH-4): a higher limit makes it worse"
     demand = results.get("TH-3")
     if demand is None or demand.status is Status.UNKNOWN:
@@ -400,7 +327,7 @@ def guard_raise_limit(results: Results, ctx: CheckContext) -> tuple[bool, str | 
 
 def guard_scale_out(results: Results, ctx: CheckContext) -> tuple[bool, str | None]:
     """TH-A3: only when TH-3 reads a sustained overload."""
-    cause = _cause(results, "TH-3")
+    cause = cause_of(results, "TH-3")
     if cause == "sustained overload":
         return True, None
     return False, f"TH-3 reads {cause or 'no overload'}, not a sustained overload"
@@ -413,7 +340,7 @@ def probable_cause(results: Results) -> str | None:
         if results.get("TH-5") and results["TH-5"].evidence.get("shape") == "spike"
         else None
     )
-    return _cause(results, "TH-3") or _cause(results, "TH-4") or spike
+    return cause_of(results, "TH-3") or cause_of(results, "TH-4") or spike
 
 
 VERIFY = ("TH-2", "TH-4", "TH-1")

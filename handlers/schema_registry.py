@@ -23,21 +23,24 @@ Thresholds (module constants):
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from bot.models import CheckResult, Risk, Status
-from bot.sources.base import (
-    Prometheus,
-    SchemaRegistry,
-    SourceError,
-    SourceNotConfigured,
-)
+from bot.sources.base import SchemaRegistry, SourceNotConfigured
 from handlers import avro_diff
 from handlers.base import ActionSpec, CheckContext, Results, Runbook, always_allowed, check, no_data
-from handlers.logs import cut, matching_lines
+from handlers.logs import cut
+from handlers.promql import prometheus_of
+from handlers.registry_errors import (
+    error_kind,
+    error_rates,
+    failing_subjects_in,
+    registry_error_lines,
+)
+from handlers.results import failing, first_failing_cause
+from handlers.sources import metadata_of
 
 LOG_TAIL = 200
 REGISTRATION_ERRORS_PER_S = 0.01
@@ -45,17 +48,6 @@ NOT_FOUND_ERRORS_PER_S = 0.05
 CACHE_MISS_WARNING = 0.20
 DANGEROUS_MODE = "NONE"
 EVIDENCE_LINES = 5
-ERROR_LOG = r"error|failed"
-# Error kinds in the registry's log lines and metric labels → the check's cause label.
-_KINDS = (
-    ("incompatible", re.compile(r"incompatible|compatibility check failed", re.IGNORECASE)),
-    ("registration", re.compile(r"registration", re.IGNORECASE)),
-    ("not-found", re.compile(r"not[ _]found", re.IGNORECASE)),
-    ("database", re.compile(r"database|connection", re.IGNORECASE)),
-    ("invalid-schema", re.compile(r"invalid", re.IGNORECASE)),
-)
-_SUBJECT = re.compile(r"subject[= ]+['\"]?(?P<name>[\w.-]+)", re.IGNORECASE)
-_VERSION = re.compile(r"version[= ]+(?P<number>\d+)", re.IGNORECASE)
 SOURCE = "schema-registry"
 
 
@@ -63,12 +55,6 @@ def _registry(ctx: CheckContext) -> SchemaRegistry:
     if ctx.sources.registry is None:
         raise SourceNotConfigured(SOURCE, "SCHEMA_REGISTRY_URL is not set")
     return ctx.sources.registry
-
-
-def _prometheus(ctx: CheckContext) -> Prometheus:
-    if ctx.sources.prometheus is None:
-        raise SourceNotConfigured("prometheus", "PROMETHEUS_URL is not set")
-    return ctx.sources.prometheus
 
 
 def subject_of_topic(topic: str) -> str:
@@ -90,70 +76,15 @@ def _no_subjects(check_id: str, title: str, ctx: CheckContext) -> CheckResult:
     return no_data(check_id, title, f"the registry has no versions of {where}", SOURCE)
 
 
-def _failing(result: CheckResult | None) -> bool:
-    return result is not None and result.status in (Status.WARNING, Status.CRITICAL)
-
-
 # -- SR-1: failing subject, version and error type ------------------------------------------
-def error_kind(text: str) -> str:
-    """The kind of a registry error line or metric label value (``other`` if unknown)."""
-    return next((kind for kind, pattern in _KINDS if pattern.search(text)), "other")
-
-
-def failing_subjects_in(lines: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Subjects named by error lines, with the latest version mentioned and the error kinds."""
-    found: dict[str, dict[str, Any]] = {}
-    for line in lines:
-        if not (named := _SUBJECT.search(line)):
-            continue
-        entry = found.setdefault(named["name"], {"version": None, "kinds": []})
-        if version := _VERSION.search(line):
-            entry["version"] = int(version["number"])
-        if (kind := error_kind(line)) not in entry["kinds"]:
-            entry["kinds"].append(kind)
-    return found
-
-
-async def _registry_error_lines(ctx: CheckContext) -> tuple[list[str], str | None]:
-    """Error lines of the registry pods' logs, or why they could not be read."""
-    if ctx.sources.kubernetes is None:
-        return [], "kubernetes is not configured"
-    k8s = ctx.sources.kubernetes
-    try:
-        pods = await k8s.registry_pods()
-        logs = await asyncio.gather(*(k8s.logs(pod.name, tail=LOG_TAIL) for pod in pods))
-    except SourceError as error:
-        return [], f"{error.source}: {error.detail}"
-    return [line for lines in logs for line in matching_lines(lines, ERROR_LOG)], None
-
-
-async def _error_rates(ctx: CheckContext) -> tuple[dict[str, float], dict[str, list[str]]]:
-    """Errors per second by type, and the subjects with failed registrations (upstream)."""
-    prometheus = _prometheus(ctx)
-    errors = ctx.profile.metric("schema_registry_errors_total")
-    by_type = await prometheus.instant(f"sum by (type) (rate({errors}[5m]))")
-    registrations = ctx.profile.metric("schema_registrations_total")
-    failed = await prometheus.instant(
-        f'sum by (subject, result) (rate({registrations}{{result!="success"}}[5m])) > 0'
-    )
-    rates = {sample.labels.get("type", "?"): sample.value for sample in by_type}
-    if failed and not by_type:  # registration failures counted only per subject
-        rates["registration"] = sum(sample.value for sample in failed)
-    kinds: dict[str, list[str]] = {}
-    for sample in sorted(failed, key=lambda sample: -sample.value):
-        kind = error_kind(sample.labels.get("result", ""))  # "incompatible" or "error"
-        kinds.setdefault(sample.labels.get("subject", "?"), []).append(kind)
-    return rates, kinds
-
-
 ERRORS_TITLE = "Registry errors: failing subject, version and error type"
 
 
 @check("SR-1", ERRORS_TITLE)
 async def check_registry_errors(ctx: CheckContext) -> CheckResult:
     """Error rates by type and subject, and the registry's error log lines."""
-    rates, failed_registrations = await _error_rates(ctx)
-    lines, unreadable = await _registry_error_lines(ctx)
+    rates, failed_registrations = await error_rates(ctx)
+    lines, unreadable = await registry_error_lines(ctx, LOG_TAIL)
     subjects = failing_subjects_in(lines)
     for subject, kinds in failed_registrations.items():
         entry = subjects.setdefault(subject, {"version": None, "kinds": []})
@@ -351,9 +282,7 @@ TABLES_TITLE = "Registry tables present, row counts, orphaned versions"
 @check("SR-5", TABLES_TITLE)
 async def check_registry_tables(ctx: CheckContext) -> CheckResult:
     """The four ``schema_registry_*`` tables, their counts and versions without a schema."""
-    if ctx.sources.metadata is None:
-        raise SourceNotConfigured("metadata-db", "STREAMHOUSE_DATABASE_URL is not set")
-    tables = await ctx.sources.metadata.registry_tables()
+    tables = await metadata_of(ctx).registry_tables()
     evidence = {
         "present": list(tables.present),
         "missing": list(tables.missing),
@@ -381,7 +310,7 @@ CACHE_TITLE = "Schema cache miss rate over 5 min"
 @check("SR-6", CACHE_TITLE, profiles=("runbook",))
 async def check_cache(ctx: CheckContext) -> CheckResult:
     """``schema_cache_misses_total`` against hits plus misses; upstream has no such metric."""
-    prometheus = _prometheus(ctx)
+    prometheus = prometheus_of(ctx)
     hits_name = ctx.profile.metric("schema_cache_hits_total")
     misses_name = ctx.profile.metric("schema_cache_misses_total")
     hits, misses = await asyncio.gather(
@@ -442,15 +371,11 @@ _CAUSE_LABELS = {
 def probable_cause(results: Results) -> str | None:
     """SR-1's error kind and subjects, else the first other failing check's cause."""
     errors = results.get("SR-1")
-    if _failing(errors) and errors is not None:
+    if failing(errors) and errors is not None:
         subjects = ", ".join(errors.evidence.get("subjects", {})) or "an unnamed subject"
         template = _CAUSE_LABELS.get(errors.cause or "", "schema registry errors ({subjects})")
         return template.format(subjects=subjects)
-    for check_id in ("SR-4", "SR-5", "SR-2", "SR-3", "SR-6"):
-        result = results.get(check_id)
-        if _failing(result) and result is not None and result.cause:
-            return result.cause
-    return None
+    return first_failing_cause(results, ("SR-4", "SR-5", "SR-2", "SR-3", "SR-6"))
 
 
 RUNBOOK = Runbook(

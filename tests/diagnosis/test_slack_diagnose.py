@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -12,6 +13,8 @@ from lab.slack import SlackDriver, SlackEmulator, check_message
 from lab.stack import Lab
 from tests.fixtures.bot import make_settings
 from tests.lab.test_prometheus import require
+
+DONE = re.compile(r"(\d+) of \d+ checks done")
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +72,10 @@ async def test_diagnose_posts_progress_then_the_final_diagnosis(
     await slack_emulator.async_wait_for(final_posted, timeout=20)
     messages = slack_emulator.messages("C0GENERAL")
     assert len(messages) == 1
-    first_version = slack_emulator.edits("C0GENERAL", messages[0]["ts"])[0]
-    assert "checking…" in str(first_version)
+    versions = slack_emulator.edits("C0GENERAL", messages[0]["ts"])
+    assert "checking…" in str(versions[0])
+    done = [int(m.group(1)) for v in versions if (m := DONE.search(str(v)))]
+    assert done == sorted(done)  # progress only moves forward
     final = messages[0]
     assert "Partition" in str(final) or "lease" in str(final).lower()
     assert "CRITICAL" in str(final["blocks"][0])

@@ -20,19 +20,17 @@ from bot.profiles import RUNBOOK as RUNBOOK_PROFILE
 from bot.sources.base import Sources
 from bot.store import EmbeddedPostgres
 from handlers.base import CheckContext, Runbook
+from handlers.breaker_state import BreakerReading, open_for, open_in_logs
 from handlers.circuit_breaker import (
     RUNBOOK,
-    BreakerReading,
     breaker_verdict,
-    cause_of_line,
     five_xx_trend,
     guard_manual_reset,
     guard_throttle_fix,
-    open_for,
-    open_in_logs,
     s3_error_verdict,
 )
 from handlers.logs import PodLogs
+from handlers.s3_error_causes import cause_of_line
 from lab.stack import Lab
 from tests.handlers import diagnose
 from tests.lab.test_prometheus import require

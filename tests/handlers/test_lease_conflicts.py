@@ -13,6 +13,7 @@ from bot.models import CheckResult, Status
 from bot.profiles import profile_named
 from bot.sources.base import AgentRow, LeaseRow, PodInfo, Sample, Series, Sources
 from bot.store import EmbeddedPostgres
+from handlers import clock_skew, lease_model
 from handlers import lease_conflicts as lc
 from handlers.base import CheckContext, Target
 from lab.stack import Lab
@@ -60,7 +61,7 @@ def context(target: Target | None = None, profile: str = "upstream") -> CheckCon
 # -- LC-1 -----------------------------------------------------------------------------------
 def test_holder_is_matched_to_its_pod_by_the_default_agent_id() -> None:
     """Upstream's AGENT_ID default is agent-<hostname>: the holder maps to that running pod."""
-    holders = lc.find_holders({"agent-streamhouse-agent-0"}, [pod()], None, NOW_MS)
+    holders = lease_model.find_holders({"agent-streamhouse-agent-0"}, [pod()], None, NOW_MS)
     assert holders["agent-streamhouse-agent-0"].pod == "streamhouse-agent-0"
     assert holders["agent-streamhouse-agent-0"].alive
 
@@ -71,7 +72,7 @@ def test_holder_is_matched_to_its_pod_by_the_default_agent_id() -> None:
 )
 def test_holder_without_a_running_pod_is_dead(holder_pod: PodInfo) -> None:
     """A failed, crash-looping or missing pod makes the holder dead."""
-    holders = lc.find_holders({"agent-streamhouse-agent-0"}, [holder_pod], None, NOW_MS)
+    holders = lease_model.find_holders({"agent-streamhouse-agent-0"}, [holder_pod], None, NOW_MS)
     assert not holders["agent-streamhouse-agent-0"].alive
 
 
@@ -80,9 +81,9 @@ def test_stale_heartbeat_makes_a_running_holder_dead() -> None:
     stale = [AgentRow("agent-streamhouse-agent-0", "x:9090", NOW_MS - 120_000)]
     fresh = [AgentRow("agent-streamhouse-agent-0", "x:9090", NOW_MS - 5_000)]
     holder = "agent-streamhouse-agent-0"
-    assert not lc.find_holders({holder}, [pod()], stale, NOW_MS)[holder].alive
-    assert not lc.find_holders({holder}, [pod()], [], NOW_MS)[holder].alive
-    assert lc.find_holders({holder}, [pod()], fresh, NOW_MS)[holder].alive
+    assert not lease_model.find_holders({holder}, [pod()], stale, NOW_MS)[holder].alive
+    assert not lease_model.find_holders({holder}, [pod()], [], NOW_MS)[holder].alive
+    assert lease_model.find_holders({holder}, [pod()], fresh, NOW_MS)[holder].alive
 
 
 @pytest.mark.parametrize(
@@ -99,15 +100,17 @@ def test_lease_verdict_follows_expiry_and_holder_liveness(
     expires_in_s: float, alive: bool, expected: Status
 ) -> None:
     """Live holder ok; dead holder blocking critical; expired and unclaimed critical after 30 s."""
-    holder = lc.Holder("streamhouse-agent-0" if alive else None, alive, None)
-    status, why = lc.judge_lease(lease("agent-x", expires_in_s=expires_in_s), holder, NOW_MS)
+    holder = lease_model.Holder("streamhouse-agent-0" if alive else None, alive, None)
+    status, why = lease_model.judge_lease(
+        lease("agent-x", expires_in_s=expires_in_s), holder, NOW_MS
+    )
     assert status is expected, why
 
 
 # -- LC-2 -----------------------------------------------------------------------------------
 def test_conflict_lines_match_both_wordings() -> None:
     """The runbook's "Already held by" and upstream's "already leased" both count as conflicts."""
-    found = lc.scan_lease_lines(
+    found = lease_model.scan_lease_lines(
         [
             "ERROR Failed to acquire lease for orders-1: Already held by agent-a",
             "WARN Failed to acquire partition (may be held by another agent) error=Metadata "
@@ -128,8 +131,8 @@ def test_one_failover_is_not_flipping_but_repeated_takeovers_are() -> None:
     """A single handover is normal; three acquisitions by two agents is a flipping holder."""
     failover = {"agent-a": [("orders", 1)], "agent-b": [("orders", 1)]}
     fight = {"agent-a": [("orders", 1), ("orders", 1)], "agent-b": [("orders", 1)]}
-    assert lc.flipping_partitions(failover) == {}
-    assert lc.flipping_partitions(fight) == {"orders/1": ["agent-a", "agent-b"]}
+    assert lease_model.flipping_partitions(failover) == {}
+    assert lease_model.flipping_partitions(fight) == {"orders/1": ["agent-a", "agent-b"]}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +148,7 @@ def test_pod_belongs_to_the_agent_workload_only_through_its_owner(
     owner: tuple[str, str] | None, expected: bool
 ) -> None:
     """StatefulSet pods and the Deployment's ReplicaSet pods are agents; others are not."""
-    assert lc.belongs_to_workload(pod(owner=owner), "streamhouse-agent") is expected
+    assert lease_model.belongs_to_workload(pod(owner=owner), "streamhouse-agent") is expected
 
 
 # -- LC-3 and LC-4 --------------------------------------------------------------------------
@@ -156,13 +159,13 @@ def test_pod_belongs_to_the_agent_workload_only_through_its_owner(
 )  # fmt: skip
 def test_clock_spread_thresholds(offsets: dict[str, float], expected: Status) -> None:
     """A spread over 2 s is a warning, over 5 s critical."""
-    assert lc.judge_skew(offsets)[0] is expected
+    assert clock_skew.judge_skew(offsets)[0] is expected
 
 
 def test_node_is_read_from_the_node_label_or_the_instance_host() -> None:
     """node-exporter series name their node by label, or by the instance's host."""
-    assert lc.node_of({"node": "node-a", "instance": "10.0.0.1:9100"}) == "node-a"
-    assert lc.node_of({"instance": "node-b:9100"}) == "node-b"
+    assert clock_skew.node_of({"node": "node-a", "instance": "10.0.0.1:9100"}) == "node-a"
+    assert clock_skew.node_of({"instance": "node-b:9100"}) == "node-b"
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,7 @@ def test_node_is_read_from_the_node_label_or_the_instance_host() -> None:
 )  # fmt: skip
 def test_renewal_thresholds(ratio: float, conflicts: float | None, expected: Status) -> None:
     """Below 95 % a warning, below 80 % critical; a conflict rate over 0.01/s warns too."""
-    assert lc.judge_renewals(ratio, conflicts) is expected
+    assert lease_model.judge_renewals(ratio, conflicts) is expected
 
 
 class EmptyPrometheus:

@@ -16,21 +16,23 @@ from bot.profiles import RUNBOOK as RUNBOOK_PROFILE
 from bot.sources.base import PodInfo, Sources
 from bot.store import EmbeddedPostgres
 from handlers.base import CheckContext
-from handlers.resource_pressure import (
-    MAX_AGENT_REPLICAS,
+from handlers.resource_model import (
     MEMORY_LIMIT_CEILING_BYTES,
-    RUNBOOK,
-    delete_uploaded_guard,
     disk_verdict,
-    grow_claim_guard,
     is_leak,
     pod_pressure,
     proposed_memory_limit,
-    raise_memory_guard,
     relative_change,
+)
+from handlers.resource_pressure import (
+    MAX_AGENT_REPLICAS,
+    RUNBOOK,
+    delete_uploaded_guard,
+    grow_claim_guard,
+    raise_memory_guard,
     scale_guard,
 )
-from handlers.wal_recovery import GIB
+from handlers.sizes import GIB
 from lab.world import Profile
 from tests.handlers.test_wal_recovery import ScenarioLab, start_lab
 

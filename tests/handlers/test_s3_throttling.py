@@ -18,16 +18,16 @@ from bot.sources.base import Sources
 from bot.store import EmbeddedPostgres
 from handlers import circuit_breaker
 from handlers.base import CheckContext
+from handlers.put_limiter import allowed_share
 from handlers.s3_throttling import (
     RUNBOOK,
-    allowed_share,
     demand_verdict,
     guard_raise_limit,
     guard_scale_out,
     guard_wait_for_burst,
     slowdown_verdict,
-    traffic_shape,
 )
+from handlers.traffic_shape import traffic_shape
 from tests.handlers.test_circuit_breaker import PROFILES, BothProfiles, start_both
 
 RUNBOOK_CTX = CheckContext(Sources(), RUNBOOK_PROFILE)

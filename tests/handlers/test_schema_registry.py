@@ -13,7 +13,7 @@ from bot.models import CheckResult, Risk, Status
 from bot.profiles import profile_named
 from bot.sources.base import Sources
 from bot.store import EmbeddedPostgres
-from handlers import avro_diff
+from handlers import avro_diff, registry_errors
 from handlers import schema_registry as sr
 from handlers.base import CheckContext, Target
 from lab import avro_compat
@@ -115,7 +115,7 @@ def test_registry_error_lines_name_the_subject_and_kind() -> None:
         "ERROR Schema registration failed: Incompatible schema for subject orders-value",
         "WARN Schema not found: subject=payments-value version 3",
     ]
-    found = sr.failing_subjects_in(lines)
+    found = registry_errors.failing_subjects_in(lines)
     assert found["orders-value"]["kinds"] == ["incompatible"]
     assert found["payments-value"] == {"version": 3, "kinds": ["not-found"]}
 

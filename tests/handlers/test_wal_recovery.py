@@ -16,19 +16,10 @@ from bot.profiles import RUNBOOK as RUNBOOK_PROFILE
 from bot.sources.base import Sources
 from bot.store import EmbeddedPostgres
 from handlers.base import CheckContext, Runbook, Target
-from handlers.wal_recovery import (
-    GIB,
-    KUBELET,
-    MIB,
-    RUNBOOK,
-    PodWal,
-    WalFileSeen,
-    named_partitions_only,
-    parse_ls,
-    partition_in,
-    pod_wal_verdict,
-    read_wal_lines,
-)
+from handlers.sizes import GIB, MIB
+from handlers.wal_files import KUBELET, PodWal, WalFileSeen, parse_ls
+from handlers.wal_logs import partition_in, read_wal_lines
+from handlers.wal_recovery import RUNBOOK, named_partitions_only, pod_wal_verdict
 from lab.stack import Lab
 from lab.world import Profile
 from tests.handlers import diagnose, running_lab
