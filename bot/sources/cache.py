@@ -72,9 +72,17 @@ class _Memo:
         if future is None:
             self.calls[source] += 1
             future = asyncio.ensure_future(start())
+            # A call still running when its diagnosis gave up may fail later, unobserved.
+            future.add_done_callback(_observe)
             self._futures[key] = future
         # shield: one caller's cancellation must not cancel the others' answer.
         return cast(T, await asyncio.shield(future))
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome as seen so a late failure is not logged as "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _CachingProxy:

@@ -46,6 +46,7 @@ from bot.sources.base import (
     VolumeStat,
     WorkloadInfo,
 )
+from bot.sources.threads import in_thread
 
 NAME = "kubernetes"
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class KubernetesSource:
 
     async def close(self) -> None:
         """Release the client's connections."""
-        await asyncio.to_thread(self._api.close)
+        await in_thread(self._api.close)
 
     # -- pods -------------------------------------------------------------------------------
     async def agent_pods(self) -> list[PodInfo]:
@@ -292,7 +293,7 @@ class KubernetesSource:
     async def _run(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``function(*args, **kwargs)`` in a thread, its errors translated."""
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await in_thread(function, *args, **kwargs)
         except SourceError:
             raise
         except ApiException as error:

@@ -37,6 +37,7 @@ from bot.sources.base import (
     SourceQueryError,
     SourceUnreachable,
 )
+from bot.sources.threads import in_thread
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -76,7 +77,7 @@ class ObjectStoreSource:
         """Close the clients' HTTP connections."""
         clients, self._clients = self._clients, None
         for service in clients or ():
-            await asyncio.to_thread(service.close)
+            await in_thread(service.close)
 
     # -- the protocol -----------------------------------------------------------------------
     async def probe(self) -> S3Probe:
@@ -145,7 +146,7 @@ class ObjectStoreSource:
         """The three clients, made once (making one loads its model: do it off the loop)."""
         async with self._clients_lock:
             if self._clients is None:
-                self._clients = await asyncio.to_thread(self._make_clients)
+                self._clients = await in_thread(self._make_clients)
             return self._clients
 
     def _make_clients(self) -> tuple[S3Client, CloudWatchClient, STSClient]:
@@ -170,7 +171,7 @@ def newest_of(contents: Iterable[ObjectTypeDef]) -> S3Object | None:
 async def _attempt(call: Callable[[], object]) -> Exception | None:
     """Run ``call`` in a thread; the AWS/botocore error it raised, or ``None``."""
     try:
-        await asyncio.to_thread(call)
+        await in_thread(call)
     except (ClientError, BotoCoreError) as error:
         return error
     return None
@@ -179,7 +180,7 @@ async def _attempt(call: Callable[[], object]) -> Exception | None:
 async def _call(what: str, call: Callable[[], T]) -> T:
     """Run ``call`` in a thread with its failures translated to ``SourceError``."""
     try:
-        return await asyncio.to_thread(call)
+        return await in_thread(call)
     except (ClientError, BotoCoreError) as error:
         raise _translate(what, error) from None
 
