@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("words", nargs="*", metavar="RUNBOOK|all|key=value")
     diagnose.add_argument("--json", action="store_true", help="print the JSON of the contract")
     diagnose.add_argument("--deadline", type=float, default=8.0, help="seconds for all checks")
+    audit = commands.add_parser(
+        "audit",
+        help="verify the tamper-evident audit chain or export an incident's timeline",
+        description="Reads BOT_DATABASE_URL. Exit code: 0 ok, 1 chain broken or no events,"
+        " 2 usage or configuration error, 3 the database could not be read.",
+    )
+    audit_actions = audit.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
+    audit_actions.add_parser("verify", help="recompute every hash; name the first broken row")
+    export = audit_actions.add_parser("export", help="print an incident's postmortem draft")
+    export.add_argument("incident_id", metavar="INCIDENT_ID")
+    export.add_argument("--format", choices=["markdown"], default="markdown")
     add_lab_commands(commands)
     return parser
 
@@ -55,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.cli_diagnose import run_diagnose_cli
 
         return run_diagnose_cli(args.words, as_json=args.json, deadline_s=args.deadline)
+    if args.command == "audit":
+        from bot.cli_audit import run_audit_cli
+
+        incident_id = getattr(args, "incident_id", None)
+        return run_audit_cli(
+            args.audit_action, incident_id=incident_id, fmt=getattr(args, "format", "markdown")
+        )
     if args.command == "demo":
         from lab.demo import run_demo  # the lab is only needed for the demo
 

@@ -1,0 +1,1 @@
+"""Tests of the tamper-evident audit trail and its Slack outbox."""
