@@ -119,23 +119,10 @@ class AuditLog:
         One transaction: the lock, the last hash, the event and its outbox row commit
         together or not at all.
         """
-        normalised = _normalise_body(body)
         async with self._db.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            prev_hash = await _last_hash(conn)
-            # Taken after the lock, so times never go backwards along the chain.
-            at = await _clock(conn)
-            content = EventContent(incident_id, at, actor, kind, normalised)
-            digest = chain_hash(prev_hash, content)
-            cursor = await conn.execute(
-                _INSERT_EVENT,
-                (incident_id, at, actor, kind, Jsonb(normalised), prev_hash, digest),
+            return await append_event(
+                conn, incident_id, kind, body, actor=actor, channel=channel, thread_ts=thread_ts
             )
-            row = await cursor.fetchone()
-            assert row is not None  # noqa: S101 -- INSERT ... RETURNING always returns a row
-            event_id = int(row[0])
-            await conn.execute(_INSERT_OUTBOX, (event_id, channel, thread_ts))
-        return AuditEvent(incident_id, at, actor, kind, normalised, event_id, prev_hash, digest)
 
     async def verify(self) -> VerifyResult:
         """Walk the chain in id order, recomputing every hash; stop at the first break."""
@@ -159,6 +146,39 @@ class AuditLog:
         async with self._db.pool.connection() as conn:
             cursor = await conn.execute(_TIMELINE, (incident_id,))
             return [_event_from_row(row) for row in await cursor.fetchall()]
+
+
+async def append_event(
+    conn: Connection,
+    incident_id: str,
+    kind: str,
+    body: Mapping[str, Any],
+    *,
+    actor: str | None = None,
+    channel: str,
+    thread_ts: str | None,
+) -> AuditEvent:
+    """``AuditLog.append`` inside the caller's open transaction on ``conn``.
+
+    For a change and its audit event that must commit together (an incident's state and
+    the event recording it); the advisory lock is held until that transaction ends.
+    """
+    normalised = _normalise_body(body)
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    prev_hash = await _last_hash(conn)
+    # Taken after the lock, so times never go backwards along the chain.
+    at = await _clock(conn)
+    content = EventContent(incident_id, at, actor, kind, normalised)
+    digest = chain_hash(prev_hash, content)
+    cursor = await conn.execute(
+        _INSERT_EVENT,
+        (incident_id, at, actor, kind, Jsonb(normalised), prev_hash, digest),
+    )
+    row = await cursor.fetchone()
+    assert row is not None  # noqa: S101 -- INSERT ... RETURNING always returns a row
+    event_id = int(row[0])
+    await conn.execute(_INSERT_OUTBOX, (event_id, channel, thread_ts))
+    return AuditEvent(incident_id, at, actor, kind, normalised, event_id, prev_hash, digest)
 
 
 def export_markdown(events: Sequence[AuditEvent]) -> str:

@@ -8,6 +8,8 @@ with an error id, and the same id is logged with the traceback.
   - ``UsageError``: the command's words are wrong (unknown subcommand, bad argument).
   - ``NotAuthorizedError``: the user may not do this.
   - ``SourceUnavailableError``: a system the bot reads from could not be reached.
+  - ``NotFoundError``: the thing the user named (an incident id) does not exist.
+  - ``ConflictError``: the request no longer fits the state (resolving twice).
 """
 
 from __future__ import annotations
@@ -35,3 +37,11 @@ class NotAuthorizedError(BotError):
 
 class SourceUnavailableError(BotError):
     """A system the bot depends on did not answer."""
+
+
+class NotFoundError(BotError):
+    """The user named something (an incident, a request) that does not exist."""
+
+
+class ConflictError(BotError):
+    """The request does not fit the current state, e.g. acknowledging a resolved incident."""

@@ -13,6 +13,7 @@ class Subcommand(StrEnum):
     HELP = "help"
     PING = "ping"
     DIAGNOSE = "diagnose"
+    INCIDENT = "incident"
 
 
 class BlockId(StrEnum):
@@ -30,6 +31,11 @@ class BlockId(StrEnum):
     DIAGNOSIS_ACTIONS = "diagnosis-actions"
     DIAGNOSIS_CONTEXT = "diagnosis-context"
     TRIAGE_RUNBOOK = "triage"
+    INCIDENT_HEADER = "incident-header"
+    INCIDENT_STATE = "incident-state"
+    INCIDENT_PEOPLE = "incident-people"
+    INCIDENT_CONTEXT = "incident-context"
+    INCIDENT_LIST = "incident-list"
 
 
 class ActionId(StrEnum):

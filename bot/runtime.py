@@ -14,11 +14,13 @@ from types import TracebackType
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_app
 from bot.deliveries import DeliveryLog
 from bot.deps import Deps
 from bot.metrics import BotMetrics
+from bot.outbox import AuditOutbox
 from bot.readiness import SlackIdentity
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
@@ -33,6 +35,7 @@ logger = logging.getLogger("bot.runtime")
 
 DELIVERY_MEMORY = timedelta(days=1)
 HOUSEKEEPING_INTERVAL_S = 3600.0
+OUTBOX_STOP_TIMEOUT_S = 5.0
 
 
 class BotRuntime:
@@ -46,6 +49,8 @@ class BotRuntime:
         self._runner: web.AppRunner | None = None
         self._socket_mode: AsyncSocketModeHandler | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._outbox_stop = asyncio.Event()
+        self._outbox: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     @property
@@ -105,6 +110,21 @@ class BotRuntime:
             await self._socket_mode.connect_async()  # type: ignore[no-untyped-call]
             logger.info("connected to Slack over Socket Mode")
         self._housekeeping = asyncio.create_task(self._forget_old_deliveries(self._db))
+        self._outbox_stop.clear()
+        self._outbox = asyncio.create_task(self._audit_outbox(self._db).run(self._outbox_stop))
+
+    def _audit_outbox(self, db: Database) -> AuditOutbox:
+        """The worker that mirrors audit events into incident threads.
+
+        Its client has no retry handlers of its own: the outbox's backoff (which honours
+        ``Retry-After``) decides when to try again, without holding a row locked meanwhile.
+        """
+        client = AsyncWebClient(
+            token=self.settings.slack_bot_token.get_secret_value(),
+            base_url=self.settings.slack_base_url,
+            retry_handlers=[],
+        )
+        return AuditOutbox(db, client)
 
     async def _database_url(self) -> str:
         if self.settings.bot_database_url is not None:
@@ -137,6 +157,7 @@ class BotRuntime:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             self._housekeeping = None
+        await self._stop_outbox()
         if self._socket_mode is not None:
             await self._socket_mode.close_async()  # type: ignore[no-untyped-call]
             self._socket_mode = None
@@ -156,6 +177,19 @@ class BotRuntime:
             await asyncio.to_thread(self._embedded.stop)
             self._embedded = None
         self._deps = None
+
+    async def _stop_outbox(self) -> None:
+        """Let the outbox finish the post in hand, then stop it (cancel if it hangs)."""
+        if self._outbox is None:
+            return
+        self._outbox_stop.set()
+        try:
+            await asyncio.wait_for(self._outbox, timeout=OUTBOX_STOP_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("the audit outbox did not stop in time; it resumes on next start")
+        except Exception as error:  # stopping must go on; unposted events stay queued
+            logger.warning("the audit outbox had failed: %s", error)
+        self._outbox = None
 
     async def __aenter__(self) -> BotRuntime:
         await self.start()

@@ -191,3 +191,19 @@ def _triage_entry(diagnosis: Diagnosis) -> str:
     worst.sort(key=lambda c: c.status.rank, reverse=True)
     lines = [head, *(f"    {check_line(c.id, c.title, c)}" for c in worst)]
     return bounded_lines(lines, limit=1200)
+
+
+def render_thread_root(title: str, outcome: Diagnosis | Triage | None) -> Reply:
+    """The channel message that heads a diagnosis thread before (or without) an incident:
+    "diagnosing…" while checks run, a one-line verdict when the system turned out healthy."""
+    if outcome is None:
+        text = f"{icon(None)} Diagnosing *{escape(title)}*… the checks report live in this thread."
+        fallback = f"Diagnosing {title}…"
+    else:
+        text = (
+            f"{icon(outcome.status)} *{outcome.status.value.upper()}* {escape(title)}: "
+            f"{escape(outcome.summary)} No incident opened; the checks are in this thread."
+        )
+        fallback = f"{outcome.status.value}: {title}. {outcome.summary}"
+    block = _section(BlockId.DIAGNOSIS_SUMMARY, truncate(text, SECTION_LIMIT))
+    return Reply(text=escape(fallback), blocks=(block,), response_type="in_channel")

@@ -11,6 +11,7 @@ from bot.ids import Subcommand
 from bot.render.help import help_reply
 from bot.replies import Reply
 from bot.subcommands.diagnose import run_diagnose, validate_diagnose
+from bot.subcommands.incident import run_incident, validate_incident
 from bot.subcommands.ping import run_ping
 
 
@@ -37,6 +38,16 @@ def build_router() -> CommandRouter:
             example="diagnose leases topic=orders partition=1",
             handler=run_diagnose,
             validate=validate_diagnose,
+        )
+    )
+    router.register(
+        SubcommandSpec(
+            name=Subcommand.INCIDENT,
+            summary="list, show, acknowledge or resolve incidents (`list | show ID | ack ID "
+            "| resolve ID [note]`)",
+            example="incident ack SH-1",
+            handler=run_incident,
+            validate=validate_incident,
         )
     )
     router.register(

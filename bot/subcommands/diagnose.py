@@ -1,28 +1,44 @@
 """``/streamhouse diagnose [runbook|all] [topic=… partition=… agent=…]`` in Slack.
 
-Acknowledged at once (bad arguments are refused inside the acknowledgement); the result is
-posted to the channel immediately with every check pending and updated in place as checks
-finish, then replaced by the final diagnosis.
+Acknowledged at once (bad arguments are refused inside the acknowledgement). One message
+goes to the channel and heads a thread; the diagnosis is posted in that thread with every
+check pending and updated in place as checks finish. When the result is not ``ok`` an
+incident is opened and the channel message becomes its root (``SH-n``, state, who); a
+healthy result opens nothing and the channel message says so in one line, so routine
+checks make no incident noise.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.commands import CommandContext, Invocation
+from bot.deps import Deps
 from bot.diagnose import DiagnoseRequest, parse_diagnose, run_request
 from bot.errors import BotError
-from bot.models import CheckResult, Diagnosis
+from bot.incidents import IncidentStore
+from bot.models import CheckResult, Diagnosis, Status, Triage
 from bot.profiles import profile_named
 from bot.progress import ProgressMessage
-from bot.render.diagnosis import render_diagnosis, render_progress, render_triage
+from bot.render.diagnosis import (
+    render_diagnosis,
+    render_progress,
+    render_thread_root,
+    render_triage,
+)
 from bot.replies import Reply
 from bot.sources.cache import cached
-from handlers.base import CheckContext
+from bot.subcommands.incident import refresh_root_message
+from handlers.base import CheckContext, Target
 
 Plan = list[tuple[str, str, str]]
+Outcome = Diagnosis | Triage
+
+log = logging.getLogger("bot.subcommands.diagnose")
 
 
 def validate_diagnose(invocation: Invocation) -> DiagnoseRequest:
@@ -40,24 +56,23 @@ def plan_of(request: DiagnoseRequest, ctx: CheckContext) -> Plan:
 
 
 async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply | None:
-    """Post the diagnosis in the channel, live; nothing to send back through the ack."""
+    """Post the diagnosis in a thread, live, and open an incident if it is not ok."""
     deps = context.deps
+    channel = context.channel_id or ""
     request = parse_diagnose(invocation)
+    title = request_title(request)
+    root_ts = await _post_root(deps, channel, render_thread_root(title, None))
     profile = profile_named(deps.settings.streamhouse_profile)
     sources = cached(deps.sources.sources)
     plan = plan_of(request, CheckContext(sources, profile, request.target, datetime.now(UTC)))
     results: dict[tuple[str, str], CheckResult] = {}
     progress = ProgressMessage(
-        deps.slack, context.channel_id or "", lambda: render_progress(request.label, plan, results)
+        deps.slack,
+        channel,
+        lambda: render_progress(request.label, plan, results),
+        thread_ts=root_ts,
     )
-    try:
-        await progress.start()
-    except SlackApiError as error:
-        code = error.response.get("error", "unknown")
-        raise BotError(
-            f"I could not post in this channel ({code}). Invite me with `/invite @streamhouse`, "
-            "or run `streamhouse-bot diagnose` from a terminal."
-        ) from error
+    await progress.start()
 
     async def on_check(runbook_id: str, result: CheckResult) -> None:
         results[(runbook_id, result.id)] = result
@@ -72,4 +87,81 @@ async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply
     )
     final = render_diagnosis(outcome) if isinstance(outcome, Diagnosis) else render_triage(outcome)
     await progress.finish(final)
+    if outcome.status is Status.OK:
+        await _update_root(deps, channel, root_ts, render_thread_root(title, outcome))
+        return None
+    incident = await IncidentStore(deps.db).open(
+        runbook_of(outcome),
+        incident_title(outcome, request.target),
+        outcome.status,
+        channel,
+        context.user_id,
+        thread_ts=root_ts,
+        diagnosis=diagnosis_event(outcome),
+    )
+    await refresh_root_message(deps, incident)
     return None
+
+
+def request_title(request: DiagnoseRequest) -> str:
+    """What is being diagnosed, with the target: ``lease-conflicts (topic=orders)``."""
+    target = describe_target(request.target)
+    return f"{request.label} ({target})" if target else request.label
+
+
+def describe_target(target: Target) -> str:
+    """``topic=orders partition=1`` for the target's set fields; empty when none."""
+    fields = (("topic", target.topic), ("partition", target.partition), ("agent", target.agent))
+    return " ".join(f"{name}={value}" for name, value in fields if value is not None)
+
+
+def runbook_of(outcome: Outcome) -> str | None:
+    """The runbook an incident belongs to: the one diagnosed, or triage's probable root."""
+    if isinstance(outcome, Diagnosis):
+        return outcome.runbook
+    return outcome.root or (outcome.diagnoses[0].runbook if outcome.diagnoses else None)
+
+
+def incident_title(outcome: Outcome, target: Target) -> str:
+    """The runbook's title (or triage's worst runbook), plus the target asked about."""
+    if isinstance(outcome, Diagnosis):
+        base = outcome.title
+    else:
+        base = outcome.diagnoses[0].title if outcome.diagnoses else "Streamhouse triage"
+    described = describe_target(target)
+    return f"{base} ({described})" if described else base
+
+
+def diagnosis_event(outcome: Outcome) -> dict[str, Any]:
+    """The audit body of a diagnosis: verdict, summary and each check's status."""
+    diagnoses = [outcome] if isinstance(outcome, Diagnosis) else list(outcome.diagnoses)
+    return {
+        "text": f"{outcome.status.value}: {outcome.summary}",
+        "status": outcome.status.value,
+        "checks": {c.id: c.status.value for d in diagnoses for c in d.checks},
+    }
+
+
+async def _post_root(deps: Deps, channel: str, reply: Reply) -> str:
+    try:
+        response = await deps.slack.chat_postMessage(channel=channel, **_message(reply))
+    except SlackApiError as error:
+        code = error.response.get("error", "unknown")
+        raise BotError(
+            f"I could not post in this channel ({code}). Invite me with `/invite @streamhouse`, "
+            "or run `streamhouse-bot diagnose` from a terminal."
+        ) from error
+    return str(response["ts"])
+
+
+async def _update_root(deps: Deps, channel: str, ts: str, reply: Reply) -> None:
+    try:
+        await deps.slack.chat_update(channel=channel, ts=ts, **_message(reply))
+    except SlackApiError as error:  # the thread already holds the result
+        log.warning("could not update the diagnosis root message: %s", error.response.get("error"))
+
+
+def _message(reply: Reply) -> dict[str, Any]:
+    payload = reply.to_slack()
+    payload.pop("response_type", None)
+    return payload

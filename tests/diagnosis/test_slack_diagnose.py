@@ -52,31 +52,35 @@ async def lab_driver(
         yield driver
 
 
-async def test_diagnose_posts_progress_then_the_final_diagnosis(
+async def test_diagnose_opens_an_incident_with_the_live_diagnosis_in_its_thread(
     lab_driver: SlackDriver, slack_emulator: SlackEmulator
 ) -> None:
-    """The ack is immediate; one channel message appears with pending checks, is updated in
-    place, and ends as the final, valid diagnosis."""
+    """The ack is immediate; one channel message appears and becomes the root of incident
+    SH-1; its first reply shows pending checks, is updated in place, and ends as the final,
+    valid diagnosis."""
     response = await lab_driver.command("diagnose leases")
     assert response.status == 200
     assert response.elapsed < 3.0
 
     def final_posted() -> bool:
         messages = slack_emulator.messages("C0GENERAL")
-        return (
-            bool(messages)
-            and "checking…" not in str(messages[-1])
-            and bool(slack_emulator.edits("C0GENERAL", messages[-1]["ts"]))
-        )
+        if not messages or "SH-1" not in str(messages[0]):
+            return False
+        thread = slack_emulator.thread("C0GENERAL", messages[0]["ts"])
+        return len(thread) > 1 and "checking…" not in str(thread[1])
 
     await slack_emulator.async_wait_for(final_posted, timeout=20)
     messages = slack_emulator.messages("C0GENERAL")
     assert len(messages) == 1
-    versions = slack_emulator.edits("C0GENERAL", messages[0]["ts"])
+    root = messages[0]
+    assert "SH-1: Partition lease conflicts" in str(root["blocks"][0])
+    assert "critical" in str(root["blocks"][1])
+    assert check_message(text=root["text"], blocks=root["blocks"]) is None
+    final = slack_emulator.thread("C0GENERAL", root["ts"])[1]
+    versions = slack_emulator.edits("C0GENERAL", final["ts"])
     assert "checking…" in str(versions[0])
     done = [int(m.group(1)) for v in versions if (m := DONE.search(str(v)))]
     assert done == sorted(done)  # progress only moves forward
-    final = messages[0]
     assert "Partition" in str(final) or "lease" in str(final).lower()
     assert "CRITICAL" in str(final["blocks"][0])
     assert check_message(text=final["text"], blocks=final["blocks"]) is None
@@ -105,3 +109,27 @@ async def test_hostile_target_is_escaped(lab_driver: SlackDriver) -> None:
     body = (await lab_driver.command("diagnose leases partition=<!channel>")).json()
     assert "<!channel>" not in str(body)
     assert "&lt;!channel&gt;" in str(body)
+
+
+async def test_healthy_diagnosis_opens_no_incident(
+    lab: Lab, lab_driver: SlackDriver, slack_emulator: SlackEmulator
+) -> None:
+    """On a healthy lab the channel gets one line saying so, no incident and no audit."""
+    lab.switch("healthy")
+    try:
+        await lab_driver.command("diagnose leases")
+
+        def verdict() -> str | None:
+            messages = slack_emulator.messages("C0GENERAL")
+            text = str(messages[0]) if messages else ""
+            return text if "No incident opened" in text else None
+
+        text = await slack_emulator.async_wait_for(verdict, timeout=20)
+    finally:
+        lab.switch("lease-conflict", "dead-holder")
+    assert "OK" in text
+    assert "SH-" not in text
+    root = slack_emulator.messages("C0GENERAL")[0]
+    thread = slack_emulator.thread("C0GENERAL", root["ts"])
+    assert len(thread) == 2  # the root and the diagnosis, no audit events
+    assert "OK" in str(thread[1]["blocks"][0])
