@@ -99,8 +99,12 @@ async def demo(emulator: SlackEmulator, data_dir: Path, lab_env: dict[str, str])
                     private=message.get("response_type") != "in_channel",
                 )
             for typed in DIAGNOSES:
-                message = await channel_result(driver, emulator, typed)
-                show(f"/streamhouse {typed}", message, private=False)
+                root = await channel_result(driver, emulator, typed)
+                show(f"/streamhouse {typed}", root, private=False)
+                replies = emulator.thread(DEMO_CHANNEL, root["ts"])[1:]
+                diagnosis = next((r for r in replies if r.get("blocks")), None)
+                if diagnosis is not None:
+                    show("(in the incident's thread)", diagnosis, private=False)
 
 
 async def channel_result(

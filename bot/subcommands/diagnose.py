@@ -123,11 +123,14 @@ def runbook_of(outcome: Outcome) -> str | None:
 
 
 def incident_title(outcome: Outcome, target: Target) -> str:
-    """The runbook's title (or triage's worst runbook), plus the target asked about."""
+    """The runbook's title (for triage: the probable root's, else the worst one's), plus the
+    target asked about; the same runbook ``runbook_of`` names."""
     if isinstance(outcome, Diagnosis):
         base = outcome.title
     else:
-        base = outcome.diagnoses[0].title if outcome.diagnoses else "Streamhouse triage"
+        chosen = runbook_of(outcome)
+        titles = {d.runbook: d.title for d in outcome.diagnoses}
+        base = titles.get(chosen or "", "Streamhouse triage")
     described = describe_target(target)
     return f"{base} ({described})" if described else base
 
