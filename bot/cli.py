@@ -123,7 +123,7 @@ def describe_settings(settings: Settings) -> str:
         elif value is None:
             shown = "(not set)"
         elif isinstance(value, list):
-            shown = ",".join(value) or "(empty)"
+            shown = ",".join(str(item) for item in value) or "(empty)"
         else:
             shown = str(value)
         lines.append(f"{name.upper():<26} {shown}")

@@ -11,15 +11,18 @@ from bot.metrics import BotMetrics
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.approvers import Approvers
     from bot.commands import CommandRouter
     from bot.deliveries import DeliveryLog
     from bot.sources.factory import SourceSet
+    from bot.sources.kubernetes_actions import KubernetesActions
     from bot.store.db import Database
 
 
 @dataclass(frozen=True)
 class Deps:
-    """Settings, the store, Slack, metrics, the router, the delivery log, the sources."""
+    """Settings, the store, Slack, metrics, the router, the delivery log, the sources, who
+    may approve actions and the Kubernetes writer (None without a cluster)."""
 
     settings: Settings
     db: Database
@@ -28,3 +31,5 @@ class Deps:
     router: CommandRouter
     deliveries: DeliveryLog
     sources: SourceSet
+    approvers: Approvers
+    writer: KubernetesActions | None

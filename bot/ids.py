@@ -14,6 +14,7 @@ class Subcommand(StrEnum):
     PING = "ping"
     DIAGNOSE = "diagnose"
     INCIDENT = "incident"
+    FREEZE = "freeze"
 
 
 class BlockId(StrEnum):
@@ -36,6 +37,10 @@ class BlockId(StrEnum):
     INCIDENT_PEOPLE = "incident-people"
     INCIDENT_CONTEXT = "incident-context"
     INCIDENT_LIST = "incident-list"
+    ACTION_PREVIEW = "action-preview"
+    ACTION_REASON = "action-reason"
+    ACTION_REQUEST = "action-request"
+    ACTION_DECISION = "action-decision"
 
 
 class ActionId(StrEnum):
@@ -43,3 +48,12 @@ class ActionId(StrEnum):
 
     OPEN_RUNBOOK = "open-runbook"
     REQUEST_ACTION = "request-action"
+    APPROVE_REQUEST = "approve-request"
+    DENY_REQUEST = "deny-request"
+    REASON_INPUT = "reason-input"
+
+
+class CallbackId(StrEnum):
+    """``callback_id`` of the bot's modals."""
+
+    ACTION_REQUEST = "action-request"

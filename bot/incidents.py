@@ -40,6 +40,7 @@ class AuditKind(StrEnum):
     OPENED = "incident.opened"
     DIAGNOSIS = "diagnosis"
     ACKNOWLEDGED = "incident.acknowledged"
+    MITIGATING = "incident.mitigating"
     RESOLVED = "incident.resolved"
 
 
@@ -74,6 +75,11 @@ _ACKNOWLEDGE = f"""
     UPDATE incidents
     SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(),
         updated_at = now()
+    WHERE id = %s AND state = ANY(%s)
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 -- fixed column list
+_MITIGATE = f"""
+    UPDATE incidents SET state = 'mitigating', updated_at = now()
     WHERE id = %s AND state = ANY(%s)
     RETURNING {_COLUMNS}
 """  # noqa: S608 -- fixed column list
@@ -197,6 +203,18 @@ class IncidentStore:
             note=None,
         )
 
+    async def mitigate(self, incident_id: str, user: str | None) -> Incident:
+        """open/acknowledged → mitigating (an approved action ran); refused otherwise."""
+        return await self._move(
+            incident_id,
+            _MITIGATE,
+            (),
+            allowed_from=(IncidentState.OPEN, IncidentState.ACKNOWLEDGED),
+            kind=AuditKind.MITIGATING,
+            actor=user,
+            note=None,
+        )
+
     async def resolve(self, incident_id: str, user: str | None, note: str | None) -> Incident:
         """Any unresolved state → resolved, with an optional note; resolving twice is refused."""
         note = note.strip() if note and note.strip() else None
@@ -263,7 +281,9 @@ def refusal(incident: Incident, attempted: AuditKind) -> ConflictError:
 
 
 def _done(kind: AuditKind) -> str:
-    return "resolved" if kind is AuditKind.RESOLVED else "acknowledged"
+    return {AuditKind.RESOLVED: "resolved", AuditKind.MITIGATING: "mitigated"}.get(
+        kind, "acknowledged"
+    )
 
 
 async def _fetch_one(

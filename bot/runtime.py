@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_app
+from bot.approvers import Approvers
 from bot.deliveries import DeliveryLog
 from bot.deps import Deps
 from bot.metrics import BotMetrics
@@ -24,11 +25,12 @@ from bot.outbox import AuditOutbox
 from bot.readiness import SlackIdentity
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
-from bot.sources.factory import build_sources
+from bot.sources.factory import build_sources, build_writer
 from bot.store.db import Database
 from bot.store.embedded import EmbeddedPostgres
 from bot.store.migrations import apply_migrations
 from bot.subcommands import build_router
+from bot.verification import VerificationWorker
 from bot.web import build_web_app
 
 logger = logging.getLogger("bot.runtime")
@@ -51,6 +53,8 @@ class BotRuntime:
         self._housekeeping: asyncio.Task[None] | None = None
         self._outbox_stop = asyncio.Event()
         self._outbox: asyncio.Task[None] | None = None
+        self._verifier_stop = asyncio.Event()
+        self._verifier: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     @property
@@ -97,6 +101,8 @@ class BotRuntime:
             build_router(),
             DeliveryLog(self._db),
             build_sources(self.settings),
+            Approvers(slack, self.settings.bot_approvers, self.settings.bot_approver_group),
+            build_writer(self.settings),
         )
         bolt_app = build_app(self._deps)
         identity = SlackIdentity(slack)
@@ -112,6 +118,10 @@ class BotRuntime:
         self._housekeeping = asyncio.create_task(self._forget_old_deliveries(self._db))
         self._outbox_stop.clear()
         self._outbox = asyncio.create_task(self._audit_outbox(self._db).run(self._outbox_stop))
+        self._verifier_stop.clear()
+        self._verifier = asyncio.create_task(
+            VerificationWorker(self._deps).run(self._verifier_stop)
+        )
 
     def _audit_outbox(self, db: Database) -> AuditOutbox:
         """The worker that mirrors audit events into incident threads.
@@ -157,6 +167,7 @@ class BotRuntime:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             self._housekeeping = None
+        await self._stop_verifier()
         await self._stop_outbox()
         if self._socket_mode is not None:
             await self._socket_mode.close_async()  # type: ignore[no-untyped-call]
@@ -170,6 +181,8 @@ class BotRuntime:
             except Exception as error:  # stopping must go on; Slack retries are rare
                 logger.warning("could not record the last Slack deliveries: %s", error)
             await self._deps.sources.close()
+            if self._deps.writer is not None:
+                await self._deps.writer.close()
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -177,6 +190,19 @@ class BotRuntime:
             await asyncio.to_thread(self._embedded.stop)
             self._embedded = None
         self._deps = None
+
+    async def _stop_verifier(self) -> None:
+        """Stop scheduling verification runs; unfinished ones resume on the next start."""
+        if self._verifier is None:
+            return
+        self._verifier_stop.set()
+        try:
+            await asyncio.wait_for(self._verifier, timeout=OUTBOX_STOP_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("a verification run did not stop in time; it resumes on next start")
+        except Exception as error:  # stopping must go on; the rows stay in the database
+            logger.warning("the verification worker had failed: %s", error)
+        self._verifier = None
 
     async def _stop_outbox(self) -> None:
         """Let the outbox finish the post in hand, then stop it (cancel if it hangs)."""

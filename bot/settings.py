@@ -92,6 +92,20 @@ class Settings(StreamhouseSettings):
     bot_approvers: CommaList = Field(default_factory=list)
     bot_approver_group: str | None = None
     bot_dry_run: bool = False
+    # Approved actions: how long a request waits for a decision, the per-target cooldown of
+    # a restart, and when after an execution its verification checks run (seconds).
+    bot_request_ttl_s: float = Field(default=900.0, gt=0)
+    bot_restart_cooldown_s: float = Field(default=600.0, ge=0)
+    bot_verify_delays_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [30.0, 120.0, 300.0], min_length=1
+    )
+
+    @field_validator("bot_verify_delays_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(item) for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("bot_alert_channels", "bot_approvers", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from bot.sources.base import (
     Sources,
 )
 from bot.sources.kubernetes import KubernetesSource, api_configuration
+from bot.sources.kubernetes_actions import KubernetesActions
 from bot.sources.metadata_db import MetadataDbSource
 from bot.sources.objects import ObjectStoreSource
 from bot.sources.prometheus import PrometheusSource
@@ -105,6 +106,19 @@ def build_sources(settings: StreamhouseSettings) -> SourceSet:
         metadata=metadata,
         objects=_objects(settings),
         registry=_registry(settings, profile, metadata),
+    )
+
+
+def build_writer(settings: StreamhouseSettings) -> KubernetesActions | None:
+    """The Kubernetes writer for approved actions; None when no cluster is configured."""
+    url = str(settings.kubernetes_api_url) if settings.kubernetes_api_url else None
+    try:
+        configuration = api_configuration(url)
+    except SourceNotConfigured:
+        return None
+    profile = profile_named(settings.streamhouse_profile)
+    return KubernetesActions(
+        configuration, namespace=settings.streamhouse_namespace, profile=profile
     )
 
 

@@ -11,6 +11,7 @@ from bot.ids import Subcommand
 from bot.render.help import help_reply
 from bot.replies import Reply
 from bot.subcommands.diagnose import run_diagnose, validate_diagnose
+from bot.subcommands.freeze import run_freeze, validate_freeze
 from bot.subcommands.incident import run_incident, validate_incident
 from bot.subcommands.ping import run_ping
 
@@ -48,6 +49,15 @@ def build_router() -> CommandRouter:
             example="incident ack SH-1",
             handler=run_incident,
             validate=validate_incident,
+        )
+    )
+    router.register(
+        SubcommandSpec(
+            name=Subcommand.FREEZE,
+            summary="stop (`on`) or allow again (`off`) every action execution; approvers only",
+            example="freeze on",
+            handler=run_freeze,
+            validate=validate_freeze,
         )
     )
     router.register(

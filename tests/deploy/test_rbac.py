@@ -49,6 +49,9 @@ PERMISSIONS: dict[str, tuple[Scope, tuple[tuple[str | None, str | None, str], ..
     ),
     "read_namespaced_deployment": ("namespaced", (("apps", "deployments", "get"),)),
     "read_namespaced_stateful_set": ("namespaced", (("apps", "statefulsets", "get"),)),
+    # bot/sources/kubernetes_actions.py: CB-A2's rollout restart of the agent workload.
+    "patch_namespaced_deployment": ("namespaced", (("apps", "deployments", "patch"),)),
+    "patch_namespaced_stateful_set": ("namespaced", (("apps", "statefulsets", "patch"),)),
     "list_namespaced_replica_set": ("namespaced", (("apps", "replicasets", "list"),)),
     "list_namespaced_controller_revision": (
         "namespaced",

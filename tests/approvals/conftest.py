@@ -1,0 +1,175 @@
+"""A bot wired to a circuit-breaker lab, and the clicks of the approval flow."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from bot.runtime import BotRuntime
+from bot.store import EmbeddedPostgres
+from lab.slack import SlackDriver, SlackEmulator
+from lab.stack import Lab
+from tests.fixtures.bot import make_settings
+from tests.lab.test_prometheus import require
+
+CHANNEL = "C0GENERAL"
+REQUESTER = "U0ALICE"
+APPROVER = "U0BOB"
+GROUP_APPROVER = "U0CAROL"
+OUTSIDER = "U0MALLORY"
+APPROVER_GROUP = "S0ONCALL"
+ACTION = "CB-A2"
+SCENARIO = ("circuit-breaker-open", "recovered-10m")
+WAIT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
+    """One runbook-profile lab with the breaker stuck open after S3 recovered."""
+    require("prometheus")
+    running = Lab("runbook", admin_url=pg_server.url())
+    running.start(*SCENARIO)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_lab(lab: Lab) -> Lab:
+    """The lab back in the scenario (a previous test may have restarted the agents)."""
+    lab.switch(*SCENARIO)
+    lab.kubernetes.clear_requests()
+    return lab
+
+
+@dataclass
+class Flow:
+    """The bot, the driver and the emulator of one test, with the steps of a request."""
+
+    bot: BotRuntime
+    driver: SlackDriver
+    slack: SlackEmulator
+    database_url: str
+
+    async def diagnose(self) -> tuple[str, str]:
+        """Run the diagnosis; the incident root ts and the ts of the message with buttons."""
+        await self.driver.command("diagnose circuit-breaker", user_id=REQUESTER)
+
+        def buttons() -> tuple[str, str] | None:
+            messages = self.slack.messages(CHANNEL)
+            if not messages or "SH-" not in str(messages[0]):
+                return None
+            for reply in self.slack.thread(CHANNEL, messages[0]["ts"])[1:]:
+                if f"request-action:{ACTION}" in str(reply.get("blocks")):
+                    return messages[0]["ts"], reply["ts"]
+            return None
+
+        found: tuple[str, str] = await self.slack.async_wait_for(buttons, timeout=30)
+        return found
+
+    async def click_request(self, message_ts: str, user: str = REQUESTER) -> Any:
+        """Click the CB-A2 button."""
+        return await self.driver.block_action(
+            f"request-action:{ACTION}",
+            f"circuit-breaker|{ACTION}",
+            user_id=user,
+            channel_id=CHANNEL,
+            message_ts=message_ts,
+        )
+
+    async def submit_request(self, root_ts: str, user: str = REQUESTER) -> str:
+        """Submit the opened modal with a reason; the new request's id once it is posted."""
+        view = await self.slack.async_wait_for(
+            lambda: next(iter(self.slack.views), None), timeout=15
+        )
+        values = {"action-reason": {"reason-input": {"type": "plain_text_input", "value": "stuck"}}}
+        await self.driver.view_submission(
+            "action-request", values, view_id=view["id"], user_id=user
+        )
+        row = await self.wait_row(lambda r: r is not None and r["message_ts"] is not None)
+        return str(row["id"])
+
+    def request_message_ts(self, root_ts: str) -> str:
+        """The ts of the thread message showing the request."""
+        for reply in self.slack.thread(CHANNEL, root_ts):
+            if "action-request" in str(reply.get("blocks")):
+                return str(reply["ts"])
+        raise AssertionError("no request message in the thread")
+
+    async def click(self, action_id: str, request_id: str, user: str, root_ts: str) -> Any:
+        """Click Approve or Deny on the request message."""
+        return await self.driver.block_action(
+            action_id,
+            request_id,
+            user_id=user,
+            channel_id=CHANNEL,
+            message_ts=self.request_message_ts(root_ts),
+        )
+
+    async def row(self) -> dict[str, Any] | None:
+        """The newest action request as stored."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
+            await cursor.execute("SELECT * FROM action_requests ORDER BY created_at DESC LIMIT 1")
+            return await cursor.fetchone()
+
+    async def wait_row(self, done: Callable[[dict[str, Any] | None], bool]) -> dict[str, Any]:
+        """Poll the newest request until ``done`` holds (for at most ``WAIT_S``)."""
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            row = await self.row()
+            if done(row):
+                assert row is not None
+                return row
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"request never reached the wanted state: {row}")
+            await asyncio.sleep(0.1)
+
+    async def audit_kinds(self) -> list[tuple[str, str | None, str]]:
+        """(kind, actor, text) of every audit event, in order."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cursor = await conn.execute(
+                "SELECT kind, actor, body->>'text' FROM audit_events ORDER BY id"
+            )
+            return [(r[0], r[1], r[2] or "") for r in await cursor.fetchall()]
+
+    async def sql(self, query: str, *params: Any) -> None:
+        """Run one statement against the bot's database (to set up a precondition)."""
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            await conn.execute(query, params)
+
+
+@asynccontextmanager
+async def running_flow(
+    lab: Lab, emulator: SlackEmulator, database_url: str, **overrides: Any
+) -> AsyncIterator[Flow]:
+    """A bot on ``lab`` with Alice and Bob as approvers and Carol in the approver group."""
+    env = lab.env()
+    settings_values = {k.lower(): v for k, v in env.items() if not k.startswith("AWS_")}
+    settings_values.update(
+        bot_approvers=f"{REQUESTER},{APPROVER}",
+        bot_approver_group=APPROVER_GROUP,
+        bot_verify_delays_s="0.5,1.5,3",
+    )
+    settings_values.update(overrides)
+    emulator.set_rate_limit(burst=None)
+    emulator.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
+    settings = make_settings(emulator, database_url, **settings_values)
+    async with (
+        BotRuntime(settings) as bot,
+        SlackDriver(emulator, bot_url=f"{bot.http_url}/slack/events") as driver,
+    ):
+        yield Flow(bot, driver, emulator, database_url)
+
+
+@pytest.fixture
+def aws_env(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 reads the lab's S3 endpoint and credentials from the environment."""
+    for key, value in lab.env().items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
