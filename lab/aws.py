@@ -38,7 +38,7 @@ from moto.s3.models import s3_backends  # internals: the in-process backend, for
 from moto.server import ThreadedMotoServer
 
 from lab.aws_faults import build_proxy_app
-from lab.slack.server import ServerThread
+from lab.http import ServerThread
 from lab.world import World
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ class AwsLab:
         self._moto, self._moto_url = moto, f"http://{host}:{port}"
         upstream = self._moto_url
         self._proxy = ServerThread(
-            lambda _base: build_proxy_app(self.world, upstream, self.slow_delay_s)
+            lambda _base: build_proxy_app(self.world, upstream, self.slow_delay_s),
+            name="the S3 fault layer",
         )
         self._proxy.start()
 

@@ -37,7 +37,7 @@ from typing import Any, Final, Self
 from aiohttp import web
 
 from lab.avro_compat import MODES, InvalidSchema, Schema, compatibility_problems, parse
-from lab.slack.server import ServerThread
+from lab.http import ServerThread
 from lab.world import LogLine, Profile, Subject, World
 
 ORG_HEADER: Final = "x-organization-id"
@@ -429,7 +429,9 @@ class SchemaRegistryFake:
 
     def start(self) -> None:
         """Start serving; returns once the port accepts connections."""
-        server = ServerThread(lambda _base: build_app(self.registry))
+        server = ServerThread(
+            lambda _base: build_app(self.registry), name="the schema registry fake"
+        )
         server.start()
         self._server = server
 

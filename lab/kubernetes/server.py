@@ -13,10 +13,8 @@ client raises ``ApiException`` with the status a cluster would give. Every reque
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import socket
 import threading
 from datetime import timedelta
 from types import TracebackType
@@ -25,6 +23,7 @@ from typing import Any, NamedTuple
 import kubernetes.client
 from aiohttp import web
 
+from lab.http import ServerThread
 from lab.kubernetes.errors import ApiError, method_not_allowed, route_not_found
 from lab.kubernetes.meta import Cluster
 from lab.kubernetes.routes_apps import add_apps_routes
@@ -123,10 +122,9 @@ class KubernetesFake:
             created = world.now() - timedelta(days=30)
         self._cluster = Cluster(world, created)
         self._log = RequestLog()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
+        self._server = ServerThread(
+            lambda _base: build_app(self._cluster, self._log), name="the Kubernetes fake"
+        )
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -145,61 +143,16 @@ class KubernetesFake:
 
     def start(self, timeout: float = 5.0) -> None:
         """Bind a free port, serve, and return once the server accepts connections."""
-        if self._thread is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._loop = asyncio.new_event_loop()
-        started: asyncio.Future[None] = self._loop.create_future()
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._serve, args=(sock, started, ready), name="kubernetes-fake", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError("the Kubernetes fake did not start in time")
-        if started.exception() is not None:
-            self.stop()
-            raise RuntimeError("the Kubernetes fake failed to start") from started.exception()
-
-    def _serve(
-        self, sock: socket.socket, started: asyncio.Future[None], ready: threading.Event
-    ) -> None:
-        loop = self._loop
-        assert loop is not None  # noqa: S101 - set by start() before the thread runs
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._listen(sock))
-            started.set_result(None)
-        except Exception as exc:  # handed to start(), which raises it in the caller
-            started.set_exception(exc)
-            loop.close()
-            ready.set()
-            return
-        loop.call_soon(ready.set)
-        loop.run_forever()
-        loop.run_until_complete(self._cleanup())
-        loop.close()
-
-    async def _listen(self, sock: socket.socket) -> None:
-        self._runner = web.AppRunner(build_app(self._cluster, self._log), shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    async def _cleanup(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        self._server.start(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._loop = self._thread = None
+        self._server.stop(timeout)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (empty before ``start``)."""
+        return self._server.base_url
 
     def __enter__(self) -> KubernetesFake:
         self.start()

@@ -12,18 +12,16 @@ the exporter's ``counters`` so that the live counters carry on from the history.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 from aiohttp import web
 
+from lab.http import ServerThread
 from lab.metrics.series import Family, Labels, Sample, derive
 from lab.metrics.spelling import spell
 from lab.world import World
@@ -210,65 +208,6 @@ def history_openmetrics(
     return render_openmetrics(frames)
 
 
-# -- HTTP --------------------------------------------------------------------------------
-class AppThread:
-    """Serves an aiohttp application on 127.0.0.1:<free port> from its own thread and loop."""
-
-    def __init__(self, make_app: Callable[[], web.Application], name: str) -> None:
-        self._make_app = make_app
-        self._name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Bind a free port, start serving, and return once connections are accepted."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self._name} is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._loop = asyncio.new_event_loop()
-        started: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(self._loop, sock, started), name=self._name, daemon=True
-        )
-        self._thread.start()
-        try:
-            started.result(timeout)
-        except BaseException:
-            self._thread.join(timeout)
-            self._loop = self._thread = None
-            raise
-
-    def _run(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, started: Future[None]
-    ) -> None:
-        asyncio.set_event_loop(loop)
-        runner = web.AppRunner(self._make_app(), shutdown_timeout=0.5, access_log=None)
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, sock).start())
-        except Exception as exc:  # handed to start(), which raises it in the caller
-            sock.close()
-            loop.close()
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and join the thread (a no-op when not running)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._loop = self._thread = None
-
-
 class MetricsExporter:
     """``GET /metrics`` for a World, as Prometheus would scrape Streamhouse and friends.
 
@@ -280,7 +219,7 @@ class MetricsExporter:
         self.counters = CounterIntegrator()
         self._clock = clock
         self._lock = threading.Lock()
-        self._server = AppThread(self._build_app, name="lab-metrics-exporter")
+        self._server = ServerThread(lambda _base: self._build_app(), name="the metrics exporter")
 
     def render(self) -> str:
         """The metrics page as of now (advances the counters)."""
@@ -310,7 +249,7 @@ class MetricsExporter:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:41234`` (empty before ``start``)."""
-        return self._server.url
+        return self._server.base_url
 
     @property
     def metrics_url(self) -> str:

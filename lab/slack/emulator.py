@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from lab.http import ServerThread
 from lab.slack.faults import DEFAULT_BURST, DEFAULT_PER_SECOND, ChannelRateLimiter, Fault
 from lab.slack.methods import Dispatcher, Tokens
 from lab.slack.records import ApiCall, Channel, ResponseUrlPost, UploadedFile, User
 from lab.slack.responses import new_response_url
-from lab.slack.server import ServerThread, build_app
+from lab.slack.server import build_app
 from lab.slack.socket_mode import EnvelopeType, SocketHub
 from lab.slack.state import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, Workspace
 from lab.slack.waiting import apoll, poll
@@ -59,7 +60,9 @@ class SlackEmulator:
             limiter=ChannelRateLimiter(rate_limit_burst, rate_limit_per_second),
         )
         self._hub = SocketHub(self._workspace)
-        self._server = ServerThread(lambda base: build_app(self._dispatcher, self._hub, base))
+        self._server = ServerThread(
+            lambda base: build_app(self._dispatcher, self._hub, base), name="the Slack emulator"
+        )
         self._server.on_stop(self._hub.close_all)
 
     # -- lifecycle ---------------------------------------------------------------------

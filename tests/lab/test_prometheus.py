@@ -21,8 +21,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from lab.http import ServerThread
 from lab.metrics import MetricsExporter
-from lab.metrics.exporter import AppThread
 from lab.prometheus import ComponentMissing, PrometheusStack, find_binary, lab_rules, rules_file
 from lab.world import GIB, Profile, World
 
@@ -54,7 +54,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, Any], str]] = []
         self._changed = threading.Condition()
-        self.server = AppThread(self._app, name="webhook-receiver")
+        self.server = ServerThread(lambda _base: self._app(), name="the webhook receiver")
 
     def _app(self) -> web.Application:
         async def receive(request: web.Request) -> web.Response:
@@ -70,7 +70,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"{self.server.url}/alertmanager"
+        return f"{self.server.base_url}/alertmanager"
 
     def wait_for(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 20.0
