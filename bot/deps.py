@@ -15,14 +15,14 @@ if TYPE_CHECKING:
     from bot.commands import CommandRouter
     from bot.deliveries import DeliveryLog
     from bot.sources.factory import SourceSet
-    from bot.sources.kubernetes_actions import KubernetesActions
+    from bot.sources.writers import Writers
     from bot.store.db import Database
 
 
 @dataclass(frozen=True)
 class Deps:
     """Settings, the store, Slack, metrics, the router, the delivery log, the sources, who
-    may approve actions and the Kubernetes writer (None without a cluster)."""
+    may approve actions and the writers approved actions go through."""
 
     settings: Settings
     db: Database
@@ -32,4 +32,4 @@ class Deps:
     deliveries: DeliveryLog
     sources: SourceSet
     approvers: Approvers
-    writer: KubernetesActions | None
+    writers: Writers

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from bot.audit import append_event
 from bot.errors import ConflictError, NotFoundError, UsageError
@@ -48,11 +49,12 @@ UNRESOLVED = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED, IncidentState.MITI
 
 _COLUMNS = (
     "id, runbook, title, status, state, channel, thread_ts, opened_at, opened_by, "
-    "acknowledged_by, acknowledged_at, resolved_at, resolved_by, resolution_note, updated_at"
+    "acknowledged_by, acknowledged_at, resolved_at, resolved_by, resolution_note, updated_at, "
+    "target"
 )
 _INSERT = f"""
-    INSERT INTO incidents (runbook, title, status, channel, thread_ts, opened_by)
-    VALUES (%s, %s, %s, %s, %s, %s)
+    INSERT INTO incidents (runbook, title, status, channel, thread_ts, opened_by, target)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
     RETURNING {_COLUMNS}
 """  # noqa: S608 -- fixed column list, values are parameters
 _GET = f"SELECT {_COLUMNS} FROM incidents WHERE id = %s"  # noqa: S608 -- fixed columns
@@ -111,6 +113,7 @@ class Incident:
     resolved_by: str | None
     resolution_note: str | None
     updated_at: datetime
+    target: Mapping[str, Any] = field(default_factory=dict)  # what was diagnosed (Target)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Incident:
@@ -148,12 +151,23 @@ class IncidentStore:
         *,
         thread_ts: str | None = None,
         diagnosis: Mapping[str, Any] | None = None,
+        target: Mapping[str, Any] | None = None,
     ) -> Incident:
         """A new open incident with the next id; audits ``incident.opened`` (and the
         ``diagnosis`` that opened it, if given) in the same transaction."""
         async with self._db.pool.connection() as conn, conn.transaction():
             row = await _fetch_one(
-                conn, _INSERT, (runbook, title, status.value, channel, thread_ts, opened_by)
+                conn,
+                _INSERT,
+                (
+                    runbook,
+                    title,
+                    status.value,
+                    channel,
+                    thread_ts,
+                    opened_by,
+                    Jsonb(dict(target or {})),
+                ),
             )
             assert row is not None  # noqa: S101 -- INSERT ... RETURNING always returns a row
             incident = Incident.from_row(row)

@@ -25,7 +25,7 @@ from bot.outbox import AuditOutbox
 from bot.readiness import SlackIdentity
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
-from bot.sources.factory import build_sources, build_writer
+from bot.sources.factory import build_sources, build_writers
 from bot.store.db import Database
 from bot.store.embedded import EmbeddedPostgres
 from bot.store.migrations import apply_migrations
@@ -102,7 +102,7 @@ class BotRuntime:
             DeliveryLog(self._db),
             build_sources(self.settings),
             Approvers(slack, self.settings.bot_approvers, self.settings.bot_approver_group),
-            build_writer(self.settings),
+            build_writers(self.settings),
         )
         bolt_app = build_app(self._deps)
         identity = SlackIdentity(slack)
@@ -181,8 +181,7 @@ class BotRuntime:
             except Exception as error:  # stopping must go on; Slack retries are rare
                 logger.warning("could not record the last Slack deliveries: %s", error)
             await self._deps.sources.close()
-            if self._deps.writer is not None:
-                await self._deps.writer.close()
+            await self._deps.writers.close()
         if self._db is not None:
             await self._db.close()
             self._db = None

@@ -99,6 +99,10 @@ class Settings(StreamhouseSettings):
     bot_verify_delays_s: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [30.0, 120.0, 300.0], min_length=1
     )
+    # Watch actions (CB-A1, TH-A1, WAL-A1) poll every interval over the runbook's window
+    # (3 or 10 min); BOT_WATCH_WINDOW_S shortens every window (demos, tests).
+    bot_watch_interval_s: float = Field(default=15.0, gt=0)
+    bot_watch_window_s: float | None = Field(default=None, gt=0)
 
     @field_validator("bot_verify_delays_s", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from bot.errors import ConflictError
 from bot.incidents import IncidentStore
 from bot.models import CheckResult, Status
 from bot.profiles import profile_named
+from bot.settings import Settings
 from bot.store.db import Database
 from bot.subcommands.incident import refresh_root_message
 from handlers.base import CheckContext
@@ -37,9 +39,11 @@ BOT_ACTOR = "streamhouse-bot"
 FIXED = (Status.OK,)
 
 _SCHEDULE = """
-    INSERT INTO action_verifications (request_id, incident_id, runbook, check_ids, due_at, final)
-    VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s)
+    INSERT INTO action_verifications
+        (request_id, incident_id, runbook, check_ids, due_at, final, stop_when_fixed)
+    VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)
 """
+MAX_WATCH_POLLS = 120
 _CLAIM = """
     UPDATE action_verifications SET state = 'running'
     WHERE id = (
@@ -47,7 +51,12 @@ _CLAIM = """
         WHERE state = 'pending' AND due_at <= now()
         ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, request_id, incident_id, runbook, check_ids, final
+    RETURNING id, request_id, incident_id, runbook, check_ids, final, stop_when_fixed
+"""
+# A watch that saw the fix needs no more polls.
+_CANCEL_REST = """
+    UPDATE action_verifications SET state = 'cancelled'
+    WHERE request_id = %s AND state = 'pending'
 """
 _DONE = "UPDATE action_verifications SET state = 'done', fixed = %s WHERE id = %s"
 # A run interrupted by a stop is run again on the next start.
@@ -65,24 +74,48 @@ class DueVerification:
     runbook: str
     check_ids: tuple[str, ...]
     final: bool
+    stop_when_fixed: bool = False
 
 
-async def schedule(db: Database, request: ActionRequest, delays_s: Sequence[float]) -> None:
-    """One verification run per delay after ``request`` executed; the last one decides."""
+async def schedule(db: Database, request: ActionRequest, settings: Settings) -> None:
+    """The follow-up of an executed request: a watch's polls, or the runbook's verification
+    (one run per ``BOT_VERIFY_DELAYS_S`` delay, the last one decides)."""
+    watch = (request.result or {}).get("watch")
+    if isinstance(watch, dict):
+        checks = tuple(str(check) for check in watch.get("checks", ()))
+        window = settings.bot_watch_window_s or float(watch.get("window_s", 0))
+        interval = settings.bot_watch_interval_s
+        polls = max(1, min(MAX_WATCH_POLLS, math.ceil(window / interval)))
+        delays = [interval * (n + 1) for n in range(polls)]
+        await _insert(db, request, checks, delays, stop_when_fixed=True)
+        return
     runbook = RUNBOOKS[request.runbook]
     spec = next(a for a in runbook.actions if a.id == request.action_id)
-    if not spec.verification:
+    if spec.verification:
+        delays = sorted(settings.bot_verify_delays_s)
+        await _insert(db, request, spec.verification, delays, stop_when_fixed=False)
+
+
+async def _insert(
+    db: Database,
+    request: ActionRequest,
+    checks: Sequence[str],
+    delays_s: Sequence[float],
+    *,
+    stop_when_fixed: bool,
+) -> None:
+    if not checks:
         return
-    ordered = sorted(delays_s)
     async with db.pool.connection() as conn, conn.transaction():
-        for index, delay in enumerate(ordered):
+        for index, delay in enumerate(delays_s):
             params = (
                 request.id,
                 request.incident_id,
                 request.runbook,
-                list(spec.verification),
+                list(checks),
                 delay,
-                index == len(ordered) - 1,
+                index == len(delays_s) - 1,
+                stop_when_fixed,
             )
             await conn.execute(_SCHEDULE, params)
 
@@ -119,7 +152,9 @@ class VerificationWorker:
             row = await cursor.fetchone()
         if row is None:
             return None
-        return DueVerification(row[0], row[1], row[2], row[3], tuple(row[4]), bool(row[5]))
+        return DueVerification(
+            row[0], row[1], row[2], row[3], tuple(row[4]), bool(row[5]), bool(row[6])
+        )
 
     async def _verify(self, due: DueVerification) -> None:
         deps = self._deps
@@ -129,19 +164,25 @@ class VerificationWorker:
         diagnosis = await run_runbook(runbook, ctx, runbook_base_url=deps.settings.runbook_base_url)
         results = [c for c in diagnosis.checks if c.id in due.check_ids]
         fixed = is_fixed(results)
-        await self._record(due, fixed, results)
-        if due.final and fixed:
+        decided = due.final or (due.stop_when_fixed and fixed)
+        await self._record(due, fixed, decided, results)
+        if decided and fixed:
             await self._resolve(due)
 
-    async def _record(self, due: DueVerification, fixed: bool, results: list[CheckResult]) -> None:
+    async def _record(
+        self, due: DueVerification, fixed: bool, decided: bool, results: list[CheckResult]
+    ) -> None:
+        what = "watch" if due.stop_when_fixed else "verification"
         verdict = "fixed" if fixed else "not fixed"
-        if due.final and not fixed:
+        if due.stop_when_fixed and not decided:
+            verdict = "not yet recovered, still watching"
+        if decided and not fixed:
             verdict = ":rotating_light: NOT FIXED after the last check; the incident stays open"
         details = "; ".join(f"{r.id} {r.status.value}: {r.summary}" for r in results)
         body = {
-            "text": f"verification of {due.request_id}: {verdict} ({details})",
+            "text": f"{what} of {due.request_id}: {verdict} ({details})",
             "fixed": fixed,
-            "final": due.final,
+            "final": decided,
             "checks": {r.id: r.status.value for r in results},
         }
         async with self._deps.db.pool.connection() as conn, conn.transaction():
@@ -158,6 +199,8 @@ class VerificationWorker:
                 thread_ts=thread_ts,
             )
             await conn.execute(_DONE, (fixed, due.id))
+            if decided:
+                await conn.execute(_CANCEL_REST, (due.request_id,))
 
     async def _resolve(self, due: DueVerification) -> None:
         note = f"verified fixed after {due.request_id}"

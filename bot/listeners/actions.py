@@ -22,14 +22,13 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from bot.actions import execute_request, executor_for, writer_of
 from bot.approvals import ActionRequest, ApprovalStore, NewRequest, RequestState
 from bot.deps import Deps
 from bot.errors import BotError, NotAuthorizedError, SourceUnavailableError
+from bot.executors.execution import execute_request, preview_action
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.incidents import IncidentStore
 from bot.listeners.errors import on_listener_error
-from bot.profiles import profile_named
 from bot.render.approval import outcome_message, request_message, request_modal
 from bot.replies import Reply
 from bot.sources.base import SourceError
@@ -69,9 +68,7 @@ async def _open_request_modal(body: dict[str, Any], deps: Deps) -> None:
     if runbook is None or spec is None:
         raise BotError(f"`{action_id}` is not an action of a known runbook.")
     try:
-        preview = await executor_for(runbook_id, action_id).preview(
-            deps.sources.sources, writer_of(deps)
-        )
+        preview = (await preview_action(deps, incident_id, runbook_id, action_id)).to_json()
     except SourceError as error:
         raise SourceUnavailableError(
             f"I could not read what {action_id} would change ({error.detail}); try again."
@@ -105,16 +102,16 @@ async def _create_request(
     await _require_approver(deps, store, user, metadata["incident"], f"run {metadata['action']}")
     runbook = RUNBOOKS[metadata["runbook"]]
     spec = next(a for a in runbook.actions if a.id == metadata["action"])
-    profile = profile_named(deps.settings.streamhouse_profile)
+    preview = metadata["preview"]
     new = NewRequest(
         incident_id=metadata["incident"],
         runbook=runbook.id,
         action_id=spec.id,
         risk=spec.risk,
-        target=executor_for(runbook.id, spec.id).target(profile),
+        target=str(preview["key"]),
         requested_by=user,
         reason=reason,
-        preview=metadata["preview"],
+        preview=preview,
     )
     request = await store.create(new, timedelta(seconds=deps.settings.bot_request_ttl_s))
     await _post_request(deps, store, request)
@@ -195,7 +192,7 @@ async def _run(deps: Deps, approved: ActionRequest) -> None:
         pass
     else:
         await refresh_root_message(deps, incident)
-    await schedule(deps.db, done, deps.settings.bot_verify_delays_s)
+    await schedule(deps.db, done, deps.settings)
 
 
 async def _post_request(deps: Deps, store: ApprovalStore, request: ActionRequest) -> None:

@@ -24,10 +24,13 @@ from bot.sources.base import (
 )
 from bot.sources.kubernetes import KubernetesSource, api_configuration
 from bot.sources.kubernetes_actions import KubernetesActions
+from bot.sources.metadata_actions import MetadataActions
 from bot.sources.metadata_db import MetadataDbSource
 from bot.sources.objects import ObjectStoreSource
 from bot.sources.prometheus import PrometheusSource
+from bot.sources.registry_actions import RegistryActions
 from bot.sources.schema_registry import SchemaRegistrySource
+from bot.sources.writers import Writers
 
 HINTS = {
     "prometheus": "set PROMETHEUS_URL to the Prometheus server (e.g. http://prometheus:9090)",
@@ -109,16 +112,44 @@ def build_sources(settings: StreamhouseSettings) -> SourceSet:
     )
 
 
-def build_writer(settings: StreamhouseSettings) -> KubernetesActions | None:
-    """The Kubernetes writer for approved actions; None when no cluster is configured."""
+def build_writers(settings: StreamhouseSettings) -> Writers:
+    """The writers approved actions go through; None for each system not configured."""
+    profile = profile_named(settings.streamhouse_profile)
+    return Writers(
+        kubernetes=_kubernetes_writer(settings, profile),
+        metadata=_metadata_writer(settings, profile),
+        registry=_registry_writer(settings, profile),
+    )
+
+
+def _kubernetes_writer(settings: StreamhouseSettings, profile: Profile) -> KubernetesActions | None:
     url = str(settings.kubernetes_api_url) if settings.kubernetes_api_url else None
     try:
         configuration = api_configuration(url)
     except SourceNotConfigured:
         return None
-    profile = profile_named(settings.streamhouse_profile)
     return KubernetesActions(
         configuration, namespace=settings.streamhouse_namespace, profile=profile
+    )
+
+
+def _metadata_writer(settings: StreamhouseSettings, profile: Profile) -> MetadataActions | None:
+    if settings.streamhouse_database_url is None:
+        return None
+    return MetadataActions(
+        settings.streamhouse_database_url.get_secret_value(),
+        profile,
+        organization_id=settings.streamhouse_organization_id,
+    )
+
+
+def _registry_writer(settings: StreamhouseSettings, profile: Profile) -> RegistryActions | None:
+    if settings.schema_registry_url is None:
+        return None
+    return RegistryActions(
+        str(settings.schema_registry_url),
+        profile,
+        organization_id=settings.streamhouse_organization_id,
     )
 
 

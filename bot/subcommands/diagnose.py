@@ -11,6 +11,7 @@ checks make no incident noise.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,9 +99,15 @@ async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply
         context.user_id,
         thread_ts=root_ts,
         diagnosis=diagnosis_event(outcome),
+        target=target_fields(request.target),
     )
     await refresh_root_message(deps, incident)
     return None
+
+
+def target_fields(target: Target) -> dict[str, Any]:
+    """The target's set fields, as the incident stores them (``Target(**fields)`` again)."""
+    return {key: value for key, value in asdict(target).items() if value is not None}
 
 
 def request_title(request: DiagnoseRequest) -> str:

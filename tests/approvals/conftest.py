@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -15,6 +15,7 @@ from bot.runtime import BotRuntime
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackDriver, SlackEmulator
 from lab.stack import Lab
+from lab.world import Profile
 from tests.fixtures.bot import make_settings
 from tests.lab.test_prometheus import require
 
@@ -29,14 +30,21 @@ SCENARIO = ("circuit-breaker-open", "recovered-10m")
 WAIT_S = 30.0
 
 
+def started_lab(
+    pg_server: EmbeddedPostgres, scenario: tuple[str, str], profile: Profile = "runbook"
+) -> Iterator[Lab]:
+    """A running lab in ``scenario`` (for module-scoped fixtures); stopped afterwards."""
+    require("prometheus")
+    running = Lab(profile, admin_url=pg_server.url())
+    running.start(*scenario)
+    yield running
+    running.stop()
+
+
 @pytest.fixture(scope="module")
 def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     """One runbook-profile lab with the breaker stuck open after S3 recovered."""
-    require("prometheus")
-    running = Lab("runbook", admin_url=pg_server.url())
-    running.start(*SCENARIO)
-    yield running
-    running.stop()
+    yield from started_lab(pg_server, SCENARIO)
 
 
 @pytest.fixture
@@ -55,28 +63,40 @@ class Flow:
     driver: SlackDriver
     slack: SlackEmulator
     database_url: str
+    submitted: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
-    async def diagnose(self) -> tuple[str, str]:
-        """Run the diagnosis; the incident root ts and the ts of the message with buttons."""
-        await self.driver.command("diagnose circuit-breaker", user_id=REQUESTER)
+    async def diagnose(
+        self, command: str = "diagnose circuit-breaker", action: str = ACTION
+    ) -> tuple[str, str]:
+        """Run ``command`` (a diagnose); the incident root ts and the ts of the message
+        carrying ``action``'s button (the newest incident's)."""
+        known = {m["ts"] for m in self.slack.messages(CHANNEL)}
+        await self.driver.command(command, user_id=REQUESTER)
 
         def buttons() -> tuple[str, str] | None:
-            messages = self.slack.messages(CHANNEL)
-            if not messages or "SH-" not in str(messages[0]):
+            fresh = [m for m in self.slack.messages(CHANNEL) if m["ts"] not in known]
+            if not fresh or "SH-" not in str(fresh[0]):
                 return None
-            for reply in self.slack.thread(CHANNEL, messages[0]["ts"])[1:]:
-                if f"request-action:{ACTION}" in str(reply.get("blocks")):
-                    return messages[0]["ts"], reply["ts"]
+            for reply in self.slack.thread(CHANNEL, fresh[0]["ts"])[1:]:
+                if f"request-action:{action}" in str(reply.get("blocks")):
+                    return fresh[0]["ts"], reply["ts"]
             return None
 
         found: tuple[str, str] = await self.slack.async_wait_for(buttons, timeout=30)
         return found
 
-    async def click_request(self, message_ts: str, user: str = REQUESTER) -> Any:
-        """Click the CB-A2 button."""
+    async def click_request(
+        self,
+        message_ts: str,
+        user: str = REQUESTER,
+        action: str = ACTION,
+        runbook: str = "circuit-breaker",
+    ) -> Any:
+        """Click ``action``'s button (CB-A2 unless told otherwise)."""
         return await self.driver.block_action(
-            f"request-action:{ACTION}",
-            f"circuit-breaker|{ACTION}",
+            f"request-action:{action}",
+            f"{runbook}|{action}",
             user_id=user,
             channel_id=CHANNEL,
             message_ts=message_ts,
@@ -84,19 +104,24 @@ class Flow:
 
     async def submit_request(self, root_ts: str, user: str = REQUESTER) -> str:
         """Submit the opened modal with a reason; the new request's id once it is posted."""
-        view = await self.slack.async_wait_for(
-            lambda: next(iter(self.slack.views), None), timeout=15
+        known = {v["id"] for v in self.submitted}
+        view: dict[str, Any] = await self.slack.async_wait_for(
+            lambda: next((v for v in self.slack.views if v["id"] not in known), None), timeout=15
         )
+        self.submitted.append(view)
         values = {"action-reason": {"reason-input": {"type": "plain_text_input", "value": "stuck"}}}
         await self.driver.view_submission(
             "action-request", values, view_id=view["id"], user_id=user
         )
-        row = await self.wait_row(lambda r: r is not None and r["message_ts"] is not None)
+        row = await self.wait_row(
+            lambda r: r is not None and r["message_ts"] is not None and r["id"] not in self.seen
+        )
+        self.seen.add(str(row["id"]))
         return str(row["id"])
 
     def request_message_ts(self, root_ts: str) -> str:
-        """The ts of the thread message showing the request."""
-        for reply in self.slack.thread(CHANNEL, root_ts):
+        """The ts of the newest thread message showing a request."""
+        for reply in reversed(self.slack.thread(CHANNEL, root_ts)):
             if "action-request" in str(reply.get("blocks")):
                 return str(reply["ts"])
         raise AssertionError("no request message in the thread")

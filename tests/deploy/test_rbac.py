@@ -52,6 +52,18 @@ PERMISSIONS: dict[str, tuple[Scope, tuple[tuple[str | None, str | None, str], ..
     # bot/sources/kubernetes_actions.py: CB-A2's rollout restart of the agent workload.
     "patch_namespaced_deployment": ("namespaced", (("apps", "deployments", "patch"),)),
     "patch_namespaced_stateful_set": ("namespaced", (("apps", "statefulsets", "patch"),)),
+    # The remediations (bot/sources/kubernetes_actions.py): scale the agents (TH-A3,
+    # LC-A3, RP-A2), restart one agent pod (LC-A2), grow a WAL claim (RP-A3).
+    "patch_namespaced_deployment_scale": ("namespaced", (("apps", "deployments/scale", "patch"),)),
+    "patch_namespaced_stateful_set_scale": (
+        "namespaced",
+        (("apps", "statefulsets/scale", "patch"),),
+    ),
+    "delete_namespaced_pod": ("namespaced", (("", "pods", "delete"),)),
+    "patch_namespaced_persistent_volume_claim": (
+        "namespaced",
+        (("", "persistentvolumeclaims", "patch"),),
+    ),
     "list_namespaced_replica_set": ("namespaced", (("apps", "replicasets", "list"),)),
     "list_namespaced_controller_revision": (
         "namespaced",
