@@ -10,7 +10,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from bot.errors import BotError
-from bot.executors import circuit_breaker, leases, resources, schema_registry, throttling, wal
+from bot.executors import (
+    circuit_breaker,
+    leases,
+    resources,
+    schema_registry,
+    throttling,
+    wal,
+    wal_cleanup,
+)
 from bot.executors.base import (
     ActionContext,
     Executor,
@@ -29,6 +37,7 @@ EXECUTORS: Mapping[str, Executor] = MappingProxyType(
         **leases.EXECUTORS,
         **schema_registry.EXECUTORS,
         **resources.EXECUTORS,
+        **wal_cleanup.EXECUTORS,
     }
 )
 

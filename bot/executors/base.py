@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bot.approvals import ActionRequest
 from bot.errors import BotError
-from bot.models import Diagnosis, JSONValue
+from bot.models import Diagnosis, JSONValue, Risk
 from bot.profiles import Profile
 from bot.settings import Settings
 from bot.sources.base import Sources
@@ -61,10 +61,15 @@ class Preview:
     rollback: str
     blast_radius: str
     params: Mapping[str, JSONValue] = field(default_factory=dict)
+    # When this particular change is riskier than the action usually is (SR-A1 to NONE is
+    # high, not medium), the risk that applies; None keeps the runbook's.
+    risk: Risk | None = None
 
     def to_json(self) -> dict[str, JSONValue]:
         """As stored in the request (and shown in the modal)."""
-        return {**asdict(self), "params": dict(self.params)}
+        body = {**asdict(self), "params": dict(self.params)}
+        body["risk"] = self.risk.value if self.risk is not None else None
+        return body
 
 
 @dataclass(frozen=True)

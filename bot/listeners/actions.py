@@ -29,6 +29,7 @@ from bot.executors.execution import execute_request, preview_action
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.incidents import IncidentStore
 from bot.listeners.errors import on_listener_error
+from bot.models import Risk
 from bot.render.approval import outcome_message, request_message, request_modal
 from bot.replies import Reply
 from bot.sources.base import SourceError
@@ -107,7 +108,7 @@ async def _create_request(
         incident_id=metadata["incident"],
         runbook=runbook.id,
         action_id=spec.id,
-        risk=spec.risk,
+        risk=Risk(preview["risk"]) if preview.get("risk") else spec.risk,
         target=str(preview["key"]),
         requested_by=user,
         reason=reason,

@@ -162,6 +162,19 @@ class KubernetesActions:
         what = f"set the memory limit of {kind} {name}"
         await self._run(what, self._patcher(kind), name, self.namespace, body)
 
+    async def annotate_agent_workload(self, annotations: Mapping[str, str | None]) -> None:
+        """Set (or, with None, remove) annotations on the agent workload itself (not its
+        pods: no rollout), e.g. to record the replica count to restore after a scale-down."""
+        kind, name = self.profile.agent_workload_kind, self.profile.agent_workload
+        body = {"metadata": {"annotations": dict(annotations)}}
+        what = f"annotate {kind} {name}"
+        await self._run(what, self._patcher(kind), name, self.namespace, body)
+
+    def annotate_call(self, keys: Sequence[str]) -> str:
+        """The call that annotates the agent workload."""
+        path = self._workload_path(self.profile.agent_workload_kind, self.profile.agent_workload)
+        return f"PATCH {path} (metadata.annotations: {', '.join(keys)})"
+
     async def scale_agents(self, replicas: int) -> None:
         """``kubectl scale --replicas=N`` of the agent workload."""
         kind, name = self.profile.agent_workload_kind, self.profile.agent_workload
