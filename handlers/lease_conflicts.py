@@ -64,6 +64,8 @@ SLOW_QUERY_S = 30.0
 RESTART_COOLDOWN = timedelta(minutes=10)
 EVIDENCE_LEASES = 10
 EVIDENCE_LINES = 5
+# LC-A3 records the replica count to restore on the agent workload itself.
+SCALED_DOWN_FROM = "streamhouse-chatops/scaled-down-from"
 RLS_HINT = (
     "give the bot's database role BYPASSRLS, or set STREAMHOUSE_ORGANIZATION_ID so that it "
     "sets app.current_organization_id before reading partition_leases"
@@ -132,11 +134,14 @@ async def check_lease_holders(ctx: CheckContext) -> CheckResult:
 
 
 # -- LC-2: lease events in the agents' logs -------------------------------------------------
-async def _replicas(k8s: Kubernetes) -> int | None:
+async def _replicas(k8s: Kubernetes) -> tuple[int | None, int | None]:
+    """The agent workload's replicas and the N an LC-A3 scale-down recorded (or None)."""
     try:
-        return (await k8s.agent_workload()).replicas
+        workload = await k8s.agent_workload()
     except SourceError:
-        return None  # only LC-A3 needs it, and it says so
+        return None, None  # only LC-A3 needs them, and it says so
+    recorded = workload.annotations.get(SCALED_DOWN_FROM, "")
+    return workload.replicas, int(recorded) if recorded.isdigit() else None
 
 
 LOGS_TITLE = "Lease conflicts, stale epochs and lost leases in the agents' logs"
@@ -163,12 +168,14 @@ async def check_lease_logs(ctx: CheckContext) -> CheckResult:
         }
         for pod in pods
     ]
+    replicas, scaled_down_from = await _replicas(k8s)
     evidence = {
         "pods": per_pod,
         "flipping": flips,
         "lines": logs.evidence(f"{STALE_EPOCH.pattern}|{CONFLICT.pattern}|{LOST.pattern}"),
         "unreadable": dict(logs.unreadable),
-        "agent_replicas": await _replicas(k8s),
+        "agent_replicas": replicas,
+        "agent_scaled_down_from": scaled_down_from,  # LC-A3's N to restore, if recorded
     }
     status, summary, cause = judge_lease_logs(found, flips, LOG_TAIL)
     return CheckResult("LC-2", LOGS_TITLE, status, summary, evidence, (LOGS_SOURCE,), cause)
@@ -326,15 +333,33 @@ def guard_agent_restart(results: Results, ctx: CheckContext) -> tuple[bool, str 
 
 
 def guard_scale_to_one(results: Results, ctx: CheckContext) -> tuple[bool, str | None]:
-    """LC-A3: N (to restore later) is known and above one, and agents fail to coordinate."""
+    """LC-A3, two phases. Scale down: N (to restore later) is known and above one, and the
+    agents fail to coordinate. Scale back (one replica and a recorded N): only once LC-V's
+    ownership is stable (LC-1 ok, no partition changing hands in LC-2)."""
     logs = results.get("LC-2")
     replicas = logs.evidence.get("agent_replicas") if logs else None
+    restore_to = logs.evidence.get("agent_scaled_down_from") if logs else None
     if replicas is None:
         return False, "the agent workload's replica count is unknown: there is no N to restore"
+    if replicas == 1 and restore_to:
+        return _ownership_stable(results, restore_to)
     if replicas <= 1:
         return False, f"{ctx.profile.agent_workload} already runs a single agent"
     if not (failing(logs) or failing(results.get("LC-4"))):
         return False, "LC-2 and LC-4 show the agents coordinating; scaling down only costs capacity"
+    return True, None
+
+
+def _ownership_stable(results: Results, restore_to: int) -> tuple[bool, str | None]:
+    """Whether the scale back to ``restore_to`` may go ahead: owners settled, none flipping."""
+    holders, logs = results.get("LC-1"), results.get("LC-2")
+    wait = f"; scale back to {restore_to} once ownership is stable"
+    if holders is None or holders.status is not Status.OK:
+        seen = holders.summary if holders else "LC-1 did not run"
+        return False, f"lease ownership is not stable yet ({seen}){wait}"
+    flipping = logs.evidence.get("flipping") if logs else None
+    if flipping:
+        return False, f"partitions still change hands ({', '.join(flipping)}){wait}"
     return True, None
 
 

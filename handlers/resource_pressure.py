@@ -54,7 +54,7 @@ from handlers.resource_readings import (
     sum_by_pod,
 )
 from handlers.results import TitledResults, first_cause_named
-from handlers.sizes import GIB, size_text
+from handlers.sizes import GIB, MIB, size_text
 from handlers.wal_files import pod_volume, wal_inventory
 
 MIN_MEMORY_LIMIT_BYTES = 1 * GIB
@@ -273,6 +273,12 @@ async def check_recent_changes(ctx: CheckContext) -> CheckResult:
 Guard = tuple[bool, str | None]
 
 
+def raised_memory_limit(current: int) -> int:
+    """RP-A1's new limit: twice the current one, at most the ceiling, in whole MiB (the unit
+    the patch is written in), so the guard, the preview and the write name the same value."""
+    return proposed_memory_limit(current) // MIB * MIB
+
+
 def raise_memory_guard(results: Results, ctx: CheckContext) -> Guard:
     """RP-A1: memory pressure shown by RP-1; new limit ≤ 2x current and ≤ the ceiling."""
     pressure, limits = results.get("RP-1"), results.get("RP-3")
@@ -281,7 +287,7 @@ def raise_memory_guard(results: Results, ctx: CheckContext) -> Guard:
     current = limits.evidence.get("memory_limit_bytes") if limits else None
     if not isinstance(current, int):
         return False, "the current memory limit is unknown (RP-3), so a new one cannot be bounded"
-    new = proposed_memory_limit(current)
+    new = raised_memory_limit(current)
     if new <= current:
         return (
             False,

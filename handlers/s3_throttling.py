@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.models import CheckResult, Risk, Status
@@ -299,6 +300,33 @@ def guard_wait_for_burst(results: Results, ctx: CheckContext) -> tuple[bool, str
     return False, f"TH-3 reads {cause or 'no overload'}, not a burst: waiting will not end it"
 
 
+@dataclass(frozen=True)
+class LimitRaise:
+    """TH-A2's numbers: the configured limit, the ceiling it may reach, and the new value."""
+
+    limit: float
+    ceiling: float
+    target: float
+    peak: float | None  # last week's peak PUT demand, when known
+
+    @property
+    def possible(self) -> bool:
+        """Whether the new value is above the current one."""
+        return self.target > self.limit
+
+
+def planned_raise(demand: CheckResult) -> LimitRaise:
+    """The raise TH-A2 makes from TH-3's evidence: one ``PUT_RAISE_STEP``, capped by the S3
+    per-prefix limit and ``PEAK_HEADROOM`` times last week's peak demand."""
+    limit = float(demand.evidence.get("put_limit", DEFAULT_PUT_RATE))
+    ceiling = float(S3_PREFIX_PUT_LIMIT)
+    peak = demand.evidence.get("peak_put_per_s_7d")
+    known_peak = float(peak) if isinstance(peak, int | float) else None
+    if known_peak is not None:
+        ceiling = min(ceiling, PEAK_HEADROOM * known_peak)
+    return LimitRaise(limit, ceiling, min(limit + PUT_RAISE_STEP, ceiling), known_peak)
+
+
 def guard_raise_limit(results: Results, ctx: CheckContext) -> tuple[bool, str | None]:
     """TH-A2: a raise up to 3500/s and 1.2 times last week's peak; never while S3 sends 503."""
     if ctx.profile.name == "upstream":
@@ -311,15 +339,10 @@ def guard_raise_limit(results: Results, ctx: CheckContext) -> tuple[bool, str | 
     demand = results.get("TH-3")
     if demand is None or demand.status is Status.UNKNOWN:
         return False, "TH-3 could not read PUT demand and the limit"
-    limit = float(demand.evidence.get("put_limit", DEFAULT_PUT_RATE))
-    ceiling = float(S3_PREFIX_PUT_LIMIT)
-    peak = demand.evidence.get("peak_put_per_s_7d")
-    if isinstance(peak, int | float):
-        ceiling = min(ceiling, PEAK_HEADROOM * peak)
-    target = min(limit + PUT_RAISE_STEP, ceiling)
-    if target <= limit:
+    plan = planned_raise(demand)
+    if not plan.possible:
         return False, (
-            f"the limit {limit:.0f}/s already reaches the ceiling {ceiling:.0f}/s "
+            f"the limit {plan.limit:.0f}/s already reaches the ceiling {plan.ceiling:.0f}/s "
             f"(S3 per-prefix {S3_PREFIX_PUT_LIMIT}/s, 1.2 times last week's peak demand)"
         )
     return True, None

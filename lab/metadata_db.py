@@ -12,6 +12,8 @@ as each.
 ``seed`` replaces the rows with the world's; ``tick`` plays one round of the agents' lease
 upserts (see ``lab.metadata.simulator``) and copies the resulting leases into
 ``world.leases``; ``start_background`` ticks on its own so the lab reacts to the bot.
+A round that hands a dead holder's lease to a live agent, or ends a fight, with no
+such trouble left, stops the lease conflicts and renewal failures of the metrics.
 
 Example::
 
@@ -53,6 +55,7 @@ from lab.world import Lease, Profile, World
 __all__ = ["MetadataDb", "Roles", "TickReport"]
 
 _log = logging.getLogger("lab.metadata")
+SKEWED_CLOCK_S = 2.0  # a node clock off by more keeps agents colliding (LC-3's warning)
 
 
 class MetadataDb:
@@ -207,6 +210,11 @@ class MetadataDb:
                 self.world.fighting_partitions = [
                     key for key in self.world.fighting_partitions if key not in ended
                 ]
+            if _trouble_ended(self.world, report, leases):
+                # The conflicts came from the blocked or fought-over partitions: once a live
+                # agent holds each of them, renewals succeed and nobody collides any more.
+                self.world.traffic.lease_conflicts_per_s = 0.0
+                self.world.traffic.lease_renewal_failure_ratio = 0.0
             if self._log_events:
                 for agent_id, line in log_lines(report, self.profile):
                     agent = next((a for a in self.world.agents if a.agent_id == agent_id), None)
@@ -260,3 +268,16 @@ class MetadataDb:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _trouble_ended(world: World, report: TickReport, leases: list[Lease]) -> bool:
+    """This round moved a dead holder's lease to a live agent or ended a fight, and no
+    lease is left with a holder that is not live, no fight goes on and no clock is skewed
+    (call under ``world.lock``)."""
+    live = {a.agent_id for a in world.agents if a.heartbeat_ok and a.phase == "Running"}
+    took_over = any(c.previous_holder not in (None, *live) for c in report.acquired)
+    if not (took_over or report.fights_ended):
+        return False
+    skewed = any(abs(node.clock_offset_seconds) > SKEWED_CLOCK_S for node in world.nodes)
+    stuck = any(lease.holder not in live for lease in leases)
+    return not (stuck or skewed or world.fighting_partitions)

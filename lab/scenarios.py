@@ -125,6 +125,7 @@ def build_circuit_breaker_open(world: World, variant: str) -> None:
     world.s3_fault = fault  # type: ignore[assignment]
     if cause == "throttling":
         world.traffic.s3_503_per_s = 40.0
+        world.slowdown_above_put_rate = 2500.0  # the runbook's tuned-down PUT rate helps
         world.s3_5xx_per_minute = _cloudwatch(
             world, [0.0] * 45 + [30.0 + 12 * i for i in range(15)]
         )
@@ -275,15 +276,23 @@ def build_oom(world: World, variant: str) -> None:
 
 
 def build_disk_full(world: World, variant: str) -> None:
-    """The WAL volume of every agent is nearly full; the WAL is not being truncated."""
+    """The WAL volume of every agent is nearly full: a growing WAL beside rotated ``*.old``
+    WALs nobody deleted (8 GiB each, uploaded hours ago), and one ``payments-1.wal.old``
+    set aside after its partition's last upload, so S3 does not hold its data yet."""
     healthy_baseline(world)
     now = world.now()
     for agent in world.agents:
         agent.volume_used_bytes = int(agent.volume_capacity_bytes * 0.96)
-        agent.wal_files = [WalFile("orders", agent.ordinal, 12 * GIB, now)]
+        agent.wal_files = [WalFile("orders", agent.ordinal, 4 * GIB, now)]
+        old = WalFile("orders", agent.ordinal, 8 * GIB, now - timedelta(hours=3))
+        agent.wal_aside[world.wal_file_name(agent, "orders", agent.ordinal) + ".old"] = old
         agent.log(
             "ERROR Failed to flush partition writer error=No space left on device (os error 28)"
         )
+    last = world.agents[-1]
+    unflushed = WalFile("payments", 1, 256 * 1024**2, now - timedelta(minutes=1))
+    last.wal_aside[world.wal_file_name(last, "payments", 1) + ".old"] = unflushed
+    world.last_uploads[("payments", 1)] = now - timedelta(minutes=10)
     world.nodes[0].disk_pressure = True
 
 

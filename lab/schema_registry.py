@@ -233,6 +233,23 @@ class Registry:
             self.world.subjects.setdefault(name, Subject(name, [])).compatibility = mode
             self.log(f"INFO Subject config updated subject={name} compatibility={mode.lower()}")
         self.world.touch()
+        self._retry_pending()
+
+    def _retry_pending(self) -> None:
+        """Producers keep retrying ``world.pending_schema``: once the mode lets it in, it
+        registers and the registration errors stop."""
+        pending = self.world.pending_schema
+        if pending is None:
+            return
+        subject, schema = pending
+        try:
+            if self.world.subjects.get(subject) and self.problems(subject, schema):
+                return
+        except RegistryError:
+            return
+        self.world.pending_schema = None
+        self.world.traffic.schema_errors_per_s.pop("registration", None)
+        self.register(subject, schema)
 
     def find_id(self, schema_id: int) -> tuple[str, int, str]:
         """``(subject, version, schema)`` of the first version with this id."""

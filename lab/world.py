@@ -34,6 +34,8 @@ NAMESPACE = "streamhouse"
 AGENT_WORKLOAD = "streamhouse-agent"
 REGISTRY_WORKLOAD = "streamhouse-schema-registry"
 ORG_ID = "5f0c6a9e-7d1b-4c2a-9a53-3b8f6f1d2e10"
+DISK_FULL_RATIO = 0.9  # above it an agent's WAL flushes fail with ENOSPC
+WAL_AFTER_FLUSH_BYTES = 64 * MIB  # what a WAL holds right after a successful flush
 
 
 def utc_now() -> datetime:
@@ -82,6 +84,9 @@ class Agent:
     breaker_opened_at: datetime | None = None
     breaker_transitions_1h: int = 0
     wal_files: list[WalFile] = field(default_factory=list)
+    # WAL files moved aside (quarantined or ``*.old``), by file name in the WAL directory:
+    # still on the volume, but no longer the agent's WAL.
+    wal_aside: dict[str, WalFile] = field(default_factory=dict)
     volume_capacity_bytes: int = 50 * GIB
     volume_used_bytes: int = 5 * GIB
     logs: list[LogLine] = field(default_factory=list)
@@ -114,6 +119,8 @@ class Workload:
     env: dict[str, str] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     annotations: dict[str, str] = field(default_factory=dict)
+    # The workload object's own annotations (metadata.annotations): notes, no rollout.
+    notes: dict[str, str] = field(default_factory=dict)
     revision: int = 1
     revision_history: list[tuple[int, datetime, str]] = field(default_factory=list)
 
@@ -229,6 +236,9 @@ class World:
         # A schema producers keep trying to register: (subject, Avro JSON).
         self.pending_schema: tuple[str, str] | None = None
         self.lease_ttl_ms = 30_000 if profile == "runbook" else 300_000
+        # S3 answers SlowDown while the agents may PUT faster than this (None: the fault has
+        # another cause); throttling the agents at or under it makes S3 recover.
+        self.slowdown_above_put_rate: float | None = None
         self._replaced = 0
 
     def reset(self) -> None:
@@ -301,8 +311,7 @@ class World:
             target.annotations["kubectl.kubernetes.io/restartedAt"] = stamp
             self._new_revision(target, "restart")
             if target is self.agent_workload:
-                for agent in list(self.agents):
-                    self._restart(agent)
+                self._roll_agents()
             else:
                 self.registry_logs = [LogLine(self.now(), "Schema registry started; cache empty")]
                 self.traffic.schema_cache_misses_per_s = 0.0
@@ -318,8 +327,8 @@ class World:
             target.env.update(env)
             self._new_revision(target, f"env {sorted(env)}")
             if target is self.agent_workload:
-                for agent in list(self.agents):
-                    self._restart(agent)
+                self._s3_recovers_when_throttled_enough()
+                self._roll_agents()
             self.touch()
             return True
 
@@ -332,8 +341,7 @@ class World:
             target.resources = resources
             self._new_revision(target, "resources")
             if target is self.agent_workload:
-                for agent in list(self.agents):
-                    self._restart(agent)
+                self._roll_agents()
             self.touch()
             return True
 
@@ -344,10 +352,13 @@ class World:
             if target is None or replicas < 0:
                 return False
             if target is self.agent_workload:
+                before = len(self.agents)
                 while len(self.agents) > replicas:
                     self.agents.pop()
                 if len(self.agents) < replicas:
                     self.add_agents(replicas - len(self.agents))
+                if 0 < before < replicas:
+                    self._spread_memory(before / replicas)
             target.replicas = replicas
             self.touch()
             return True
@@ -362,9 +373,66 @@ class World:
                 return "storage class does not allow volume expansion"
             if new_capacity_bytes < agent.volume_capacity_bytes:
                 return "field can not be less than previous value"
+            was_full = agent.volume_used_bytes > DISK_FULL_RATIO * agent.volume_capacity_bytes
             agent.volume_capacity_bytes = new_capacity_bytes
+            if was_full and agent.volume_used_bytes < DISK_FULL_RATIO * new_capacity_bytes:
+                self._flush_wal(agent)
             self.touch()
             return None
+
+    def _flush_wal(self, agent: Agent) -> None:
+        """With room on the volume again, the flush that failed with ENOSPC succeeds: the
+        segments reach S3 and the WAL is truncated down to what arrived since."""
+        for wal in agent.wal_files:
+            freed = max(wal.size_bytes - WAL_AFTER_FLUSH_BYTES, 0)
+            wal.size_bytes -= freed
+            wal.modified_at = self.now()
+            agent.volume_used_bytes = max(agent.volume_used_bytes - freed, 0)
+            where = f"topic={wal.topic} partition={wal.partition}"
+            agent.log(f"INFO Segment uploaded, WAL truncated {where}")
+
+    def agent_setting(self, key: str, default: str) -> str:
+        """An agent setting: the workload's env first, then the config map."""
+        return self.agent_workload.env.get(key, self.config_map.get(key, default))
+
+    def _roll_agents(self) -> None:
+        """Every agent restarts. New processes start their rate limiters at the configured
+        rate: the adaptive cuts are gone unless S3 still answers 503 (they come right back)."""
+        for agent in list(self.agents):
+            self._restart(agent)
+        if self.traffic.s3_503_per_s == 0:
+            self.traffic.adaptive_reductions_15m = 0
+
+    def _s3_recovers_when_throttled_enough(self) -> None:
+        """S3 stops answering SlowDown once the agents throttle at or under what it takes."""
+        ceiling = self.slowdown_above_put_rate
+        if self.s3_fault != "SlowDown" or ceiling is None:
+            return
+        enabled = self.agent_setting("THROTTLE_ENABLED", "true").strip().lower() == "true"
+        try:
+            rate = float(self.agent_setting("THROTTLE_PUT_RATE", "3000"))
+        except ValueError:
+            rate = 3000.0
+        if enabled and rate <= ceiling:
+            self.s3_fault = None
+            self.traffic.s3_503_per_s = 0.0
+
+    def _spread_memory(self, share: float) -> None:
+        """More agents share the partitions, so each needs ``share`` of the memory; an agent
+        crash-looping on OOM restarts in place and stays up once its limit covers that (its
+        last termination stays OOMKilled, as on a real container restart)."""
+        self.memory_working_set_bytes = int(self.memory_working_set_bytes * share)
+        limit = self.agent_workload.resources.memory_limit_bytes
+        fits = limit is None or limit >= self.memory_working_set_bytes
+        for agent in self.agents:
+            crashed = (
+                agent.phase == "CrashLoopBackOff" and agent.last_terminated_reason == "OOMKilled"
+            )
+            if crashed and fits:
+                agent.phase, agent.ready = "Running", True
+                agent.restart_count += 1
+                agent.started_at = self.now()
+            agent.memory_bytes = min(agent.memory_bytes, self.memory_working_set_bytes)
 
     def _workload(self, name: str) -> Workload | None:
         for workload in (self.agent_workload, self.registry_workload):
@@ -401,6 +469,7 @@ class World:
             agent.restart_count += 1
         else:
             agent.memory_bytes = min(agent.memory_bytes, self.memory_working_set_bytes)
+            self._log_wal_recovered(agent, now)
         if self.s3_fault is None:
             agent.breaker_state, agent.breaker_opened_at = 0, None
             agent.log("S3 circuit breaker closed", now)
@@ -408,17 +477,59 @@ class World:
             agent.breaker_state, agent.breaker_opened_at = 1, now
             agent.log("S3 circuit breaker open - rejecting request", now)
 
-    def quarantine_wal(self, pod: str, topic: str, partition: int) -> bool:
-        """Move a partition's WAL aside on ``pod`` (the file is kept as a backup)."""
+    def _log_wal_recovered(self, agent: Agent, now: datetime) -> None:
+        """A clean start replays each WAL (corrupted records skipped) and opens for writes."""
+        for wal in agent.wal_files:
+            key, done = f"{wal.topic}-{wal.partition}", wal.records_recovered
+            if self.profile == "upstream":
+                agent.log(
+                    f"INFO WAL recovery complete recovered={done} topic={wal.topic} "
+                    f"partition={wal.partition}",
+                    now,
+                )
+                continue
+            skipped = f", {wal.records_skipped} records skipped" if wal.records_skipped else ""
+            agent.log(
+                f"INFO WAL recovery completed for {key}: {done} records recovered{skipped}", now
+            )
+            agent.log(f"INFO Partition {key} ready for writes", now)
+
+    def wal_file_name(self, agent: Agent, topic: str, partition: int) -> str:
+        """A partition's WAL file name: ``<topic>-<partition>.wal`` in the runbooks,
+        ``<topic>-<partition>-<agent_id>.wal`` upstream."""
+        if self.profile == "upstream":
+            return f"{topic}-{partition}-{agent.agent_id}.wal"
+        return f"{topic}-{partition}.wal"
+
+    def quarantine_wal(
+        self, pod: str, topic: str, partition: int, aside_name: str | None = None
+    ) -> bool:
+        """Move a partition's WAL aside on ``pod``: renamed to ``aside_name`` in the same
+        directory (kept on the volume) or, without a name, kept as ``.wal.bak``."""
         with self.lock:
             agent = self.agent_by_pod(pod)
             if agent is None:
                 return False
-            kept = [w for w in agent.wal_files if (w.topic, w.partition) != (topic, partition)]
-            if len(kept) == len(agent.wal_files):
+            moved = next(
+                (w for w in agent.wal_files if (w.topic, w.partition) == (topic, partition)), None
+            )
+            if moved is None:
                 return False
-            agent.wal_files = kept
-            agent.log(f"INFO WAL for {topic}-{partition} moved aside (kept as .wal.bak)")
+            agent.wal_files.remove(moved)
+            name = aside_name or self.wal_file_name(agent, topic, partition) + ".bak"
+            agent.wal_aside[name] = moved
+            agent.log(f"INFO WAL for {topic}-{partition} moved aside (kept as {name})")
+            self.touch()
+            return True
+
+    def delete_aside_wal(self, pod: str, name: str) -> bool:
+        """Delete a WAL file that was moved aside (``rm``); its space is freed."""
+        with self.lock:
+            agent = self.agent_by_pod(pod)
+            removed = agent.wal_aside.pop(name, None) if agent is not None else None
+            if agent is None or removed is None:
+                return False
+            agent.volume_used_bytes = max(0, agent.volume_used_bytes - removed.size_bytes)
             self.touch()
             return True
 
@@ -427,7 +538,25 @@ class World:
         """Make S3 fail (or recover) for every client of the lab's S3 endpoint."""
         with self.lock:
             self.s3_fault = fault
+            if fault is None:
+                self._breakers_recover()
             self.touch()
+
+    def _breakers_recover(self) -> None:
+        """S3 is healthy again: its errors stop, and every open breaker's next half-open
+        probe succeeds, so it closes by itself (auto-recovery, no restart needed)."""
+        self.traffic.s3_503_per_s = self.traffic.s3_other_errors_per_s = 0.0
+        now = self.now()
+        for agent in self.agents:
+            if agent.breaker_state == 0:
+                continue
+            agent.breaker_state, agent.breaker_opened_at = 0, None
+            agent.breaker_transitions_1h += 2  # open -> half-open -> closed
+            if self.profile == "runbook":
+                agent.log("INFO Circuit state transitioned: Open -> HalfOpen", now)
+                agent.log("INFO Circuit state transitioned: HalfOpen -> Closed", now)
+            else:
+                agent.log("INFO S3 circuit breaker closed", now)
 
 
 def _agent_workload(profile: Profile) -> Workload:

@@ -4,7 +4,8 @@ A PATCH is applied to the rendered object; the difference between before and aft
 turned into World calls: ``spec.replicas`` → ``scale``, the container's ``env`` →
 ``set_env``, its ``resources`` → ``set_resources``, a new
 ``kubectl.kubernetes.io/restartedAt`` template annotation → ``rollout_restart``, a PVC's
-``spec.resources.requests.storage`` → ``grow_volume``. A stale ``metadata.resourceVersion``
+``spec.resources.requests.storage`` → ``grow_volume``; the workload's own
+``metadata.annotations`` → its ``notes`` (no rollout). A stale ``metadata.resourceVersion``
 is a 409, an invalid value a 422. A change the World cannot represent (an image, a label,
 removing an env var) is also refused with a 422 naming the field, so a test never passes on
 a change that silently did nothing.
@@ -23,6 +24,7 @@ from lab.kubernetes.templates import RESTARTED_AT
 from lab.world import Resources, Workload
 
 _CONTAINERS = "spec.template.spec.containers[0]"
+_REVISION = "deployment.kubernetes.io/revision"
 _SERVER_METADATA = (
     "resourceVersion",
     "generation",
@@ -43,6 +45,7 @@ class WorkloadChange:
     env: dict[str, str] = field(default_factory=dict)
     resources: Resources | None = None
     restart: bool = False
+    notes: dict[str, str] | None = None  # the workload's metadata.annotations, when changed
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def _without_server_fields(obj: JsonObject) -> JsonObject:
 
 def _strip_supported(obj: JsonObject) -> JsonObject:
     stripped = _without_server_fields(obj)
+    stripped.get("metadata", {}).pop("annotations", None)  # the workload's notes
     spec = stripped.get("spec", {})
     spec.pop("replicas", None)
     template = spec.get("template", {})
@@ -224,6 +228,9 @@ def workload_change(
         if not isinstance(stamp, str) or not stamp:
             raise target.unsupported(f"spec.template.metadata.annotations[{RESTARTED_AT}]")
         change.restart = True
+    notes = dict(after.get("metadata", {}).get("annotations") or {})
+    notes.pop(_REVISION, None)  # the server's own
+    change.notes = notes if notes != workload.notes else None
     difference = first_difference(_strip_supported(before), _strip_supported(after))
     if difference:
         raise target.unsupported(difference)

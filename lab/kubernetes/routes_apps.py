@@ -68,6 +68,10 @@ def apply_change(cluster: Cluster, workload: Workload, change: WorkloadChange) -
         world.rollout_restart(workload.name)
     if change.replicas is not None:
         world.scale(workload.name, change.replicas)
+    if change.notes is not None:
+        with world.lock:
+            workload.notes = dict(change.notes)
+            world.touch()
 
 
 async def list_workloads(request: web.Request) -> web.Response:

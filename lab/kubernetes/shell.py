@@ -3,8 +3,11 @@
 What the runbooks run in a pod: ``ls -l`` / ``find`` / ``du`` in the WAL directory,
 ``df`` on the WAL volume, and ``date +%s`` (which reads the node's clock, offset by
 ``Node.clock_offset_seconds``). Commands may come bare or as ``sh -c "..."``; anything else
-exits 127 like a shell that has no such command. Nothing here changes the World: a
-``mv``/``rm`` of a WAL file exits 1 with a message saying the lab cannot do it.
+exits 127 like a shell that has no such command. Two commands change the World, through its
+physics: ``mv`` of a WAL file to another name in its directory (``World.quarantine_wal``)
+and ``rm`` of a file moved aside that way (``World.delete_aside_wal``); removing a live
+WAL, or moving it elsewhere, exits 1 saying the lab does not model it. ``ls`` hides
+dot-files unless asked (``-a``/``-A``), as the real one does.
 
 WAL paths follow the profile: runbook ``/data/wal/<topic>-<partition>.wal``; upstream
 ``/data/wal/<org_id>/<topic>-<partition>-<agent_id>.wal``.
@@ -19,7 +22,7 @@ from datetime import timedelta
 
 from lab.kubernetes.meta import Cluster
 from lab.kubernetes.templates import WAL_MOUNT
-from lab.world import Agent
+from lab.world import Agent, WalFile
 
 
 @dataclass(frozen=True)
@@ -31,18 +34,29 @@ class Result:
     exit_code: int = 0
 
 
-def wal_paths(cluster: Cluster, agent: Agent) -> Files:
-    """Every WAL file of an agent: path → (size in bytes, mtime as ``ls`` prints it)."""
+def wal_dir(cluster: Cluster) -> str:
+    """The directory holding the WAL files: the mount, or its org directory upstream."""
     upstream = cluster.world.agent_workload.kind == "StatefulSet"
-    files: Files = {}
-    for wal in agent.wal_files:
-        if upstream:
-            name = f"{wal.topic}-{wal.partition}-{agent.agent_id}.wal"
-            path = f"{WAL_MOUNT}/{cluster.world.org_id}/{name}"
-        else:
-            path = f"{WAL_MOUNT}/{wal.topic}-{wal.partition}.wal"
-        files[path] = (wal.size_bytes, wal.modified_at.strftime("%b %d %H:%M"))
-    return files
+    return f"{WAL_MOUNT}/{cluster.world.org_id}" if upstream else WAL_MOUNT
+
+
+def live_wal_paths(cluster: Cluster, agent: Agent) -> dict[str, WalFile]:
+    """The agent's WAL files by path."""
+    directory, world = wal_dir(cluster), cluster.world
+    return {
+        f"{directory}/{world.wal_file_name(agent, wal.topic, wal.partition)}": wal
+        for wal in agent.wal_files
+    }
+
+
+def wal_paths(cluster: Cluster, agent: Agent) -> Files:
+    """Every WAL file of an agent, live or moved aside: path → (size, mtime as ``ls``)."""
+    aside = {f"{wal_dir(cluster)}/{name}": wal for name, wal in agent.wal_aside.items()}
+    every = {**live_wal_paths(cluster, agent), **aside}
+    return {
+        path: (wal.size_bytes, wal.modified_at.strftime("%b %d %H:%M"))
+        for path, wal in every.items()
+    }
 
 
 Files = dict[str, tuple[int, str]]
@@ -76,6 +90,8 @@ def _ls(cluster: Cluster, files: Files, args: list[str]) -> Result:
             out.append(f"-rw-r--r-- 1 root root {size} {mtime} {path}" if "l" in flags else path)
         elif _is_dir(cluster, files, path):
             children = _entries(files, path)
+            if not {"a", "A"} & set(flags):
+                children = {k: v for k, v in children.items() if not k.startswith(".")}
             if "l" in flags:
                 out.append(f"total {sum(s[0] for s in children.values() if s) // 1024}")
             for name, stats in sorted(children.items()):
@@ -165,9 +181,48 @@ def run(cluster: Cluster, pod: str, command: list[str]) -> Result:
         return _df(agent, args)
     if name == "date":
         return _date(cluster, agent.node, args)
-    if name in ("mv", "rm", "cp", "truncate"):
+    if name == "mv":
+        return _mv(cluster, agent, [arg for arg in args if not arg.startswith("-")])
+    if name == "rm":
+        return _rm(cluster, agent, args)
+    if name in ("cp", "truncate"):
         return Result(stderr=f"{name}: the lab World cannot change WAL files\n", exit_code=1)
     return Result(stderr=f"sh: 1: {name}: not found\n", exit_code=127)
+
+
+def _mv(cluster: Cluster, agent: Agent, paths: list[str]) -> Result:
+    """``mv SRC DST``: a live WAL renamed within its directory is moved aside (kept)."""
+    if len(paths) != 2:
+        return Result(stderr="mv: expected a source and a destination\n", exit_code=1)
+    source, destination = paths
+    wal = live_wal_paths(cluster, agent).get(source)
+    if wal is None:
+        why = f"mv: cannot stat '{source}': No such file or directory\n"
+        return Result(stderr=why, exit_code=1)
+    directory, _, name = destination.rpartition("/")
+    if directory != source.rpartition("/")[0] or not name:
+        return Result(stderr="lab: mv out of the WAL directory is not modelled\n", exit_code=1)
+    if destination in wal_paths(cluster, agent):
+        return Result(stderr=f"lab: mv would overwrite '{destination}'\n", exit_code=1)
+    cluster.world.quarantine_wal(agent.pod, wal.topic, wal.partition, name)
+    return Result()
+
+
+def _rm(cluster: Cluster, agent: Agent, args: list[str]) -> Result:
+    """``rm [-f] PATH...``: only files moved aside can go; a live WAL stays."""
+    force = any(arg.startswith("-") and "f" in arg for arg in args)
+    live, directory = live_wal_paths(cluster, agent), wal_dir(cluster)
+    errors = []
+    for path in (arg for arg in args if not arg.startswith("-")):
+        folder, _, name = path.rpartition("/")
+        if path in live:
+            errors.append(f"lab: removing the live WAL '{path}' is not modelled")
+        elif folder == directory and name in agent.wal_aside:
+            cluster.world.delete_aside_wal(agent.pod, name)
+        elif not force:
+            errors.append(f"rm: cannot remove '{path}': No such file or directory")
+    text = "".join(f"{error}\n" for error in errors)
+    return Result(stderr=text, exit_code=1 if errors else 0)
 
 
 def _without_wal(cluster: Cluster, name: str, args: list[str]) -> Result:

@@ -66,8 +66,11 @@ def _workload_meta(cluster: Cluster, workload: Workload) -> JsonObject:
         uid_parts=(workload.kind,),
     )
     meta["generation"] = workload.revision
+    annotations = dict(workload.notes)
     if workload.kind == "Deployment":
-        meta["annotations"] = {REVISION: str(workload.revision)}
+        annotations[REVISION] = str(workload.revision)
+    if annotations:
+        meta["annotations"] = annotations
     return meta
 
 

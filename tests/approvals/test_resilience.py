@@ -1,0 +1,97 @@
+"""An incident survives Slack failing and the bot restarting; a fix that does not hold
+is reported loudly and leaves the incident open."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from lab.slack import SlackEmulator
+from lab.stack import Lab
+from tests.approvals.conftest import APPROVER, CHANNEL, Flow, running_flow
+from tests.approvals.test_restart_agents import requested
+
+EVENT_ID = re.compile(r"^#(\d+) ")
+
+
+def thread_event_ids(slack: SlackEmulator, root_ts: str) -> list[int]:
+    """The audit event ids mirrored into the incident thread, in the thread's order."""
+    replies = slack.thread(CHANNEL, root_ts)[1:]
+    return [int(m[1]) for reply in replies if (m := EVENT_ID.match(str(reply.get("text", ""))))]
+
+
+async def incident_event_ids(flow: Flow) -> list[int]:
+    """The ids of every audit event of the (only) incident, in order."""
+    async with await psycopg.AsyncConnection.connect(flow.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT e.id FROM audit_events e JOIN audit_outbox o ON o.event_id = e.id "
+            "WHERE e.incident_id IS NOT NULL ORDER BY e.id"
+        )
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def incident_state(flow: Flow) -> str:
+    """The state of the newest incident."""
+    async with await psycopg.AsyncConnection.connect(flow.database_url) as conn:
+        cursor = await conn.execute("SELECT state FROM incidents ORDER BY opened_at DESC LIMIT 1")
+        row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_slack_errors_and_a_restart_lose_and_double_no_audit_event(
+    fresh_lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
+) -> None:
+    """Slack answers 500 three times and 429 twice while the approval runs; the bot is
+    stopped before its verification and a new one takes over. Every audit event of the
+    incident reaches the thread exactly once, in order, and the verification resumes."""
+    slow = {"bot_verify_delays_s": "2"}
+    async with running_flow(fresh_lab, slack_emulator, database_url, **slow) as flow:
+        root_ts, request_id = await requested(flow)
+        slack_emulator.fail_next("chat.postMessage", status=500, times=3)
+        slack_emulator.fail_next("chat.postMessage", status=429, retry_after=1, times=2)
+        await flow.click("approve-request", request_id, APPROVER, root_ts)
+        await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
+    kinds = [kind for kind, _, _ in await flow.audit_kinds()]
+    assert "action.verification" not in kinds  # stopped before the verification ran
+    async with running_flow(fresh_lab, slack_emulator, database_url, **slow) as flow:
+
+        def resolved() -> bool:
+            root = slack_emulator.message(CHANNEL, root_ts) or {}
+            return "resolved" in str(root).lower()
+
+        await slack_emulator.async_wait_for(resolved, timeout=60)
+        expected = await incident_event_ids(flow)
+        await slack_emulator.async_wait_for(
+            lambda: len(thread_event_ids(slack_emulator, root_ts)) >= len(expected), timeout=60
+        )
+        assert thread_event_ids(slack_emulator, root_ts) == expected
+    kinds = [kind for kind, _, _ in await flow.audit_kinds()]
+    assert kinds.count("action.verification") == 1
+    assert kinds.count("incident.resolved") == 1
+
+
+async def test_a_fix_that_does_not_hold_is_reported_and_leaves_the_incident_open(
+    fresh_lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
+) -> None:
+    """The agents restart, then S3 fails again and the new pods open their breakers before
+    the last verification: it says "NOT FIXED" and the incident stays open (mitigating)."""
+    delays = {"bot_verify_delays_s": "1.5,4"}
+    async with running_flow(fresh_lab, slack_emulator, database_url, **delays) as flow:
+        root_ts, request_id = await requested(flow)
+        await flow.click("approve-request", request_id, APPROVER, root_ts)
+        await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
+        fresh_lab.world.set_s3_fault("SlowDown")
+        fresh_lab.world.rollout_restart(fresh_lab.world.agent_workload.name)
+        await slack_emulator.async_wait_for(
+            lambda: "NOT FIXED" in str(slack_emulator.thread(CHANNEL, root_ts)), timeout=30
+        )
+        events = [(kind, text) for kind, _, text in await flow.audit_kinds()]
+        verdicts = [text for kind, text in events if kind == "action.verification"]
+        assert "NOT FIXED" in verdicts[-1]
+        assert "CB-1 critical" in verdicts[-1]
+        assert "incident.resolved" not in [kind for kind, _ in events]
+        assert await incident_state(flow) == "mitigating"
+        root = str(slack_emulator.message(CHANNEL, root_ts))
+        assert "resolved" not in root.lower()
