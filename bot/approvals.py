@@ -89,6 +89,16 @@ _FINISH = f"""
     RETURNING {_COLUMNS}
 """  # noqa: S608 -- fixed column list
 _SET_MESSAGE = "UPDATE action_requests SET message_ts = %s WHERE id = %s"
+_STALE_APPROVED = f"""
+    SELECT {_COLUMNS} FROM action_requests
+    WHERE state = 'approved' AND decided_at < now() - make_interval(secs => %s)
+    ORDER BY decided_at
+"""  # noqa: S608 -- fixed column list
+_ABANDON_EXECUTING = f"""
+    UPDATE action_requests SET state = 'failed', result = %s
+    WHERE state = 'executing' AND executed_at < now() - make_interval(secs => %s)
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 -- fixed column list
 _LAST_EXECUTION = """
     SELECT max(executed_at) FROM action_requests
     WHERE action_id = %s AND target = %s AND executed_at IS NOT NULL AND id <> %s
@@ -120,6 +130,12 @@ class ActionRequest:
     executed_at: datetime | None
     message_ts: str | None
     result: dict[str, Any] | None
+
+    def age_of_decision_s(self) -> float:
+        """Seconds since the request was approved or denied (0 when undecided)."""
+        if self.decided_at is None:
+            return 0.0
+        return (datetime.now(UTC) - self.decided_at).total_seconds()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ActionRequest:
@@ -293,6 +309,27 @@ class ApprovalStore:
             text = f"{request.action_id} {state.value}: {result.get('text', '')}".strip()
             await _audit(conn, request, f"action.{state.value}", text, None)
         return request
+
+    async def stale_approved(self, older_than_s: float) -> list[ActionRequest]:
+        """Requests approved more than ``older_than_s`` ago and never started."""
+        async with self._db.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(_STALE_APPROVED, (older_than_s,))
+            return [ActionRequest.from_row(row) for row in await cursor.fetchall()]
+
+    async def abandon_executing(self, older_than_s: float) -> list[ActionRequest]:
+        """executing → failed for executions cut off (by a stop) ``older_than_s`` ago."""
+        text = (
+            "outcome unknown: the bot stopped while executing; check the target's state "
+            "before asking again"
+        )
+        async with self._db.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(_ABANDON_EXECUTING, (Jsonb({"text": text}), older_than_s))
+            abandoned = [ActionRequest.from_row(row) for row in await cursor.fetchall()]
+            for request in abandoned:
+                await _audit(conn, request, "action.failed", f"{request.action_id} {text}", None)
+        return abandoned
 
     async def last_execution(self, request: ActionRequest) -> datetime | None:
         """When the same action last ran on the same target (other requests)."""

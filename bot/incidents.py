@@ -62,6 +62,16 @@ _LIST_UNRESOLVED = f"""
     SELECT {_COLUMNS} FROM incidents WHERE state <> 'resolved'
     ORDER BY opened_at, id LIMIT %s
 """  # noqa: S608 -- fixed column list
+_FIND_OPEN = f"""
+    SELECT {_COLUMNS} FROM incidents
+    WHERE state <> 'resolved' AND runbook = %s AND channel = %s AND target = %s
+      AND thread_ts IS NOT NULL
+    ORDER BY opened_at DESC LIMIT 1
+"""  # noqa: S608 -- fixed column list
+_SET_STATUS = f"""
+    UPDATE incidents SET status = %s, updated_at = now() WHERE id = %s
+    RETURNING {_COLUMNS}
+"""  # noqa: S608 -- fixed column list
 _ATTACH_THREAD = f"""
     UPDATE incidents SET thread_ts = %s, updated_at = now()
     WHERE id = %s AND thread_ts IS NULL
@@ -180,6 +190,26 @@ class IncidentStore:
             )
             if diagnosis is not None:
                 await _audit(conn, incident, AuditKind.DIAGNOSIS, diagnosis, actor=None)
+        return incident
+
+    async def find_open(
+        self, runbook: str, channel: str, target: Mapping[str, Any]
+    ) -> Incident | None:
+        """The unresolved incident of ``runbook`` about ``target`` in ``channel``, if any:
+        where a repeated diagnosis belongs."""
+        async with self._db.pool.connection() as conn:
+            return await _fetch_incident(conn, _FIND_OPEN, (runbook, channel, Jsonb(dict(target))))
+
+    async def add_diagnosis(
+        self, incident_id: str, status: Status, diagnosis: Mapping[str, Any], actor: str | None
+    ) -> Incident:
+        """A later diagnosis of the incident: its status now, audited with the checks."""
+        async with self._db.pool.connection() as conn, conn.transaction():
+            row = await _fetch_one(conn, _SET_STATUS, (status.value, incident_id))
+            if row is None:
+                raise NotFoundError(f"There is no incident {incident_id}.")
+            incident = Incident.from_row(row)
+            await _audit(conn, incident, AuditKind.DIAGNOSIS, diagnosis, actor=actor)
         return incident
 
     async def attach_thread(self, incident_id: str, thread_ts: str) -> Incident:
@@ -306,6 +336,11 @@ async def _fetch_one(
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(query, params)
     return await cursor.fetchone()
+
+
+async def _fetch_incident(conn: Connection, query: str, params: tuple[Any, ...]) -> Incident | None:
+    row = await _fetch_one(conn, query, params)
+    return None if row is None else Incident.from_row(row)
 
 
 async def _audit(

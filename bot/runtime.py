@@ -20,6 +20,7 @@ from bot.app import build_app
 from bot.approvers import Approvers
 from bot.deliveries import DeliveryLog
 from bot.deps import Deps
+from bot.executors.lifecycle import OrphanSweeper
 from bot.metrics import BotMetrics
 from bot.outbox import AuditOutbox
 from bot.readiness import SlackIdentity
@@ -119,8 +120,14 @@ class BotRuntime:
         self._outbox_stop.clear()
         self._outbox = asyncio.create_task(self._audit_outbox(self._db).run(self._outbox_stop))
         self._verifier_stop.clear()
-        self._verifier = asyncio.create_task(
-            VerificationWorker(self._deps).run(self._verifier_stop)
+        self._verifier = asyncio.create_task(self._follow_ups(self._deps, self._verifier_stop))
+
+    @staticmethod
+    async def _follow_ups(deps: Deps, stop: asyncio.Event) -> None:
+        """Verification runs, and the requests a stopped bot left half-way."""
+        await asyncio.gather(
+            VerificationWorker(deps).run(stop),
+            OrphanSweeper(deps).run(stop),
         )
 
     def _audit_outbox(self, db: Database) -> AuditOutbox:

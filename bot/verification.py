@@ -44,11 +44,16 @@ _SCHEDULE = """
     VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)
 """
 MAX_WATCH_POLLS = 120
+# A run left 'running' by a stopped bot is claimed again once STALE_RUN_S have passed, by
+# any replica (a live run finishes well within that: its checks share one deadline).
+STALE_RUN_S = 120
 _CLAIM = """
-    UPDATE action_verifications SET state = 'running'
+    UPDATE action_verifications SET state = 'running', claimed_at = now()
     WHERE id = (
         SELECT id FROM action_verifications
-        WHERE state = 'pending' AND due_at <= now()
+        WHERE due_at <= now()
+          AND (state = 'pending'
+               OR (state = 'running' AND claimed_at < now() - make_interval(secs => %s)))
         ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
     )
     RETURNING id, request_id, incident_id, runbook, check_ids, final, stop_when_fixed
@@ -59,8 +64,6 @@ _CANCEL_REST = """
     WHERE request_id = %s AND state = 'pending'
 """
 _DONE = "UPDATE action_verifications SET state = 'done', fixed = %s WHERE id = %s"
-# A run interrupted by a stop is run again on the next start.
-_RESUME = "UPDATE action_verifications SET state = 'pending' WHERE state = 'running'"
 _PLACE = "SELECT channel, thread_ts FROM incidents WHERE id = %s"
 
 
@@ -132,9 +135,7 @@ class VerificationWorker:
         self._deps = deps
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Resume interrupted runs, then poll for due ones."""
-        async with self._deps.db.pool.connection() as conn:
-            await conn.execute(_RESUME)
+        """Poll for due runs (and runs a stopped bot left behind) until ``stop``."""
         while not stop.is_set():
             try:
                 due = await self._claim()
@@ -148,7 +149,7 @@ class VerificationWorker:
 
     async def _claim(self) -> DueVerification | None:
         async with self._deps.db.pool.connection() as conn:
-            cursor = await conn.execute(_CLAIM)
+            cursor = await conn.execute(_CLAIM, (STALE_RUN_S,))
             row = await cursor.fetchone()
         if row is None:
             return None

@@ -20,21 +20,18 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError
 
-from bot.approvals import ActionRequest, ApprovalStore, NewRequest, RequestState
+from bot.approvals import ActionRequest, ApprovalStore, NewRequest
 from bot.deps import Deps
 from bot.errors import BotError, NotAuthorizedError, SourceUnavailableError
-from bot.executors.execution import execute_request, preview_action
+from bot.executors.execution import preview_action
+from bot.executors.lifecycle import message_payload, run_approved, show_outcome
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.incidents import IncidentStore
 from bot.listeners.errors import on_listener_error
 from bot.models import Risk
-from bot.render.approval import outcome_message, request_message, request_modal
-from bot.replies import Reply
+from bot.render.approval import request_message, request_modal
 from bot.sources.base import SourceError
-from bot.subcommands.incident import refresh_root_message
-from bot.verification import BOT_ACTOR, schedule
 from handlers.registry import RUNBOOKS
 
 log = logging.getLogger("bot.listeners.actions")
@@ -117,7 +114,7 @@ async def _create_request(
     request = await store.create(new, timedelta(seconds=deps.settings.bot_request_ttl_s))
     await _post_request(deps, store, request)
     if request.risk.value != "high":
-        await _run(deps, await store.approve_own(request.id))
+        await run_approved(deps, await store.approve_own(request.id))
 
 
 async def on_approve_clicked(
@@ -136,9 +133,9 @@ async def _approve(body: dict[str, Any], deps: Deps) -> None:
     try:
         approved = await store.approve(request.id, user)
     except BotError:
-        await _show_outcome(deps, await store.get(request.id))
+        await show_outcome(deps, await store.get(request.id))
         raise
-    await _run(deps, approved)
+    await run_approved(deps, approved)
 
 
 async def on_deny_clicked(
@@ -154,7 +151,7 @@ async def _deny(body: dict[str, Any], deps: Deps) -> None:
     store = ApprovalStore(deps.db)
     request = await store.get(str(body["actions"][0]["value"]))
     await _require_approver(deps, store, user, request.incident_id, f"deny {request.action_id}")
-    await _show_outcome(deps, await store.deny(request.id, user))
+    await show_outcome(deps, await store.deny(request.id, user))
 
 
 async def _explaining_refusals(
@@ -181,46 +178,15 @@ async def _require_approver(
         raise
 
 
-async def _run(deps: Deps, approved: ActionRequest) -> None:
-    """Execute, show the outcome, and on success mark the incident mitigating and verify."""
-    done = await execute_request(deps, approved)
-    await _show_outcome(deps, done)
-    if done.state is not RequestState.SUCCEEDED:
-        return
-    try:
-        incident = await IncidentStore(deps.db).mitigate(done.incident_id, BOT_ACTOR)
-    except BotError:  # already mitigating (or resolved meanwhile): nothing to move
-        pass
-    else:
-        await refresh_root_message(deps, incident)
-    await schedule(deps.db, done, deps.settings)
-
-
 async def _post_request(deps: Deps, store: ApprovalStore, request: ActionRequest) -> None:
     incident = await IncidentStore(deps.db).get(request.incident_id)
     if incident is None or incident.thread_ts is None:
         return
-    payload = _message(request_message(request))
+    payload = message_payload(request_message(request))
     response = await deps.slack.chat_postMessage(
         channel=incident.channel, thread_ts=incident.thread_ts, **payload
     )
     await store.set_message(request.id, str(response["ts"]))
-
-
-async def _show_outcome(deps: Deps, request: ActionRequest) -> None:
-    """Replace the request message (and its buttons) with where the request stands."""
-    if request.state in (RequestState.PENDING, RequestState.APPROVED, RequestState.EXECUTING):
-        return
-    incident = await IncidentStore(deps.db).get(request.incident_id)
-    message_ts = (await ApprovalStore(deps.db).get(request.id)).message_ts
-    if incident is None or message_ts is None:
-        return
-    try:
-        await deps.slack.chat_update(
-            channel=incident.channel, ts=message_ts, **_message(outcome_message(request))
-        )
-    except SlackApiError as error:  # the audit trail in the thread still has the outcome
-        log.warning("could not show the outcome of %s: %s", request.id, error.response)
 
 
 def _reason(view: dict[str, Any]) -> str | None:
@@ -228,12 +194,6 @@ def _reason(view: dict[str, Any]) -> str | None:
     field = (values.get(BlockId.ACTION_REASON) or {}).get(ActionId.REASON_INPUT) or {}
     text = str(field.get("value") or "").strip()
     return text or None
-
-
-def _message(reply: Reply) -> dict[str, Any]:
-    payload = reply.to_slack()
-    payload.pop("response_type", None)
-    return payload
 
 
 def register_actions(app: AsyncApp) -> None:

@@ -21,7 +21,7 @@ from bot.commands import CommandContext, Invocation
 from bot.deps import Deps
 from bot.diagnose import DiagnoseRequest, parse_diagnose, run_request
 from bot.errors import BotError
-from bot.incidents import IncidentStore
+from bot.incidents import Incident, IncidentStore
 from bot.models import CheckResult, Diagnosis, Status, Triage
 from bot.profiles import profile_named
 from bot.progress import ProgressMessage
@@ -62,7 +62,12 @@ async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply
     channel = context.channel_id or ""
     request = parse_diagnose(invocation)
     title = request_title(request)
-    root_ts = await _post_root(deps, channel, render_thread_root(title, None))
+    store = IncidentStore(deps.db)
+    ongoing = await _ongoing_incident(store, channel, request)
+    if ongoing is not None and ongoing.thread_ts is not None:
+        root_ts = ongoing.thread_ts  # a repeated diagnosis goes into the incident's thread
+    else:
+        root_ts = await _post_root(deps, channel, render_thread_root(title, None))
     profile = profile_named(deps.settings.streamhouse_profile)
     sources = cached(deps.sources.sources)
     plan = plan_of(request, CheckContext(sources, profile, request.target, datetime.now(UTC)))
@@ -88,10 +93,15 @@ async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply
     )
     final = render_diagnosis(outcome) if isinstance(outcome, Diagnosis) else render_triage(outcome)
     await progress.finish(final)
+    if ongoing is not None:
+        event = diagnosis_event(outcome)
+        updated = await store.add_diagnosis(ongoing.id, outcome.status, event, context.user_id)
+        await refresh_root_message(deps, updated)
+        return Reply(text=f"{ongoing.id} is open for this already: the diagnosis is in its thread.")
     if outcome.status is Status.OK:
         await _update_root(deps, channel, root_ts, render_thread_root(title, outcome))
         return None
-    incident = await IncidentStore(deps.db).open(
+    incident = await store.open(
         runbook_of(outcome),
         incident_title(outcome, request.target),
         outcome.status,
@@ -103,6 +113,15 @@ async def run_diagnose(context: CommandContext, invocation: Invocation) -> Reply
     )
     await refresh_root_message(deps, incident)
     return None
+
+
+async def _ongoing_incident(
+    store: IncidentStore, channel: str, request: DiagnoseRequest
+) -> Incident | None:
+    """The open incident a diagnosis of one runbook belongs to (never for ``all``)."""
+    if request.everything or not channel:
+        return None
+    return await store.find_open(request.runbooks[0].id, channel, target_fields(request.target))
 
 
 def target_fields(target: Target) -> dict[str, Any]:

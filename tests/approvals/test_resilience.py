@@ -3,6 +3,7 @@ is reported loudly and leaves the incident open."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import psycopg
@@ -10,7 +11,7 @@ import psycopg
 from lab.slack import SlackEmulator
 from lab.stack import Lab
 from tests.approvals.conftest import APPROVER, CHANNEL, Flow, running_flow
-from tests.approvals.test_restart_agents import requested
+from tests.approvals.test_restart_agents import WORKLOAD_PATH, patches, requested
 
 EVENT_ID = re.compile(r"^#(\d+) ")
 
@@ -95,3 +96,54 @@ async def test_a_fix_that_does_not_hold_is_reported_and_leaves_the_incident_open
         assert await incident_state(flow) == "mitigating"
         root = str(slack_emulator.message(CHANNEL, root_ts))
         assert "resolved" not in root.lower()
+
+
+async def test_requests_left_half_way_by_a_stopped_bot_are_finished_by_the_next(
+    fresh_lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
+) -> None:
+    """Approved but never run → run now (guards re-checked); approved longer ago than the
+    request TTL → refused as stale; cut off while executing → failed, "outcome unknown"."""
+    async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
+        _, request_id = await requested(flow)
+        await flow.sql(
+            "UPDATE action_requests SET state = 'approved', approved_by = %s, "
+            "decided_at = now() - interval '2 minutes' WHERE id = %s",
+            APPROVER,
+            request_id,
+        )
+        for clone, state, column, ago in (
+            ("stale", "approved", "decided_at", "20 minutes"),
+            ("cut-off", "executing", "executed_at", "5 minutes"),
+        ):
+            await flow.sql(
+                "INSERT INTO action_requests (id, incident_id, runbook, action_id, risk, "
+                f"target, requested_by, reason, preview, state, expires_at, {column}) "
+                "SELECT %s, incident_id, runbook, action_id, risk, 'Deployment/elsewhere', "
+                f"requested_by, reason, preview, %s, expires_at, now() - interval '{ago}' "
+                "FROM action_requests WHERE id = %s",
+                clone,
+                state,
+                request_id,
+            )
+    assert patches(fresh_lab) == []
+    async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
+
+        async def settled() -> dict[str, tuple[str, str]]:
+            async with await psycopg.AsyncConnection.connect(database_url) as conn:
+                cursor = await conn.execute(
+                    "SELECT id, state, coalesce(result->>'text', result->>'refused', '') "
+                    "FROM action_requests"
+                )
+                return {row[0]: (row[1], row[2]) for row in await cursor.fetchall()}
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            rows = await settled()
+            if rows[request_id][0] == "succeeded" and rows["stale"][0] == "refused":
+                break
+            assert asyncio.get_running_loop().time() < deadline, rows
+            await asyncio.sleep(0.2)
+        assert rows["cut-off"][0] == "failed"
+        assert "outcome unknown" in rows["cut-off"][1]
+        assert "stale" in rows["stale"][1]
+        assert patches(fresh_lab) == [WORKLOAD_PATH]

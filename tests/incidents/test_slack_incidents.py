@@ -170,3 +170,29 @@ async def test_bad_words_are_refused_in_the_ack(
     assert body["response_type"] == "ephemeral"
     assert message in all_text(body)
     assert slack_emulator.messages(CHANNEL) == []
+
+
+async def test_a_repeated_diagnosis_joins_the_open_incident_thread(
+    failing_driver: SlackDriver, slack_emulator: SlackEmulator
+) -> None:
+    """`diagnose leases` again while SH-1 is open: no second incident and no new channel
+    message; the new diagnosis runs in SH-1's thread and is audited there."""
+    root = await open_incident(failing_driver, slack_emulator)
+    replies_before = len(slack_emulator.thread(CHANNEL, root["ts"]))
+    response = await failing_driver.command("diagnose leases")
+    posts = await slack_emulator.async_wait_for(
+        lambda: slack_emulator.responses(response.response_url), timeout=20
+    )
+    assert "SH-1 is open for this already" in all_text(posts[-1])
+    assert len(slack_emulator.messages(CHANNEL)) == 1
+    assert len(slack_emulator.thread(CHANNEL, root["ts"])) > replies_before
+
+    def diagnoses() -> list[str] | None:
+        lines = [
+            line for line in thread_replies(slack_emulator, root["ts"]) if ": diagnosis:" in line
+        ]
+        return lines if len(lines) >= 2 else None
+
+    await slack_emulator.async_wait_for(diagnoses, timeout=15)
+    listing = await private_answer(failing_driver, slack_emulator, "incident list")
+    assert "SH-2" not in listing

@@ -9,3 +9,6 @@ ALTER TABLE action_verifications
 ALTER TABLE action_verifications DROP CONSTRAINT action_verifications_state_check;
 ALTER TABLE action_verifications ADD CONSTRAINT action_verifications_state_check
     CHECK (state IN ('pending', 'running', 'done', 'cancelled'));
+
+-- A run claimed by a bot that then stopped is claimed again once it is stale.
+ALTER TABLE action_verifications ADD COLUMN claimed_at timestamptz;
