@@ -1,1 +1,0 @@
-"""Unit tests of the executors (their pure decisions and previews)."""
