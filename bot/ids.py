@@ -35,6 +35,7 @@ class BlockId(StrEnum):
     INCIDENT_HEADER = "incident-header"
     INCIDENT_STATE = "incident-state"
     INCIDENT_PEOPLE = "incident-people"
+    INCIDENT_ALERTS = "incident-alerts"
     INCIDENT_CONTEXT = "incident-context"
     INCIDENT_LIST = "incident-list"
     ACTION_PREVIEW = "action-preview"

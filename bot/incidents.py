@@ -50,7 +50,7 @@ UNRESOLVED = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED, IncidentState.MITI
 _COLUMNS = (
     "id, runbook, title, status, state, channel, thread_ts, opened_at, opened_by, "
     "acknowledged_by, acknowledged_at, resolved_at, resolved_by, resolution_note, updated_at, "
-    "target"
+    "target, origin, summary_ts"
 )
 _INSERT = f"""
     INSERT INTO incidents (runbook, title, status, channel, thread_ts, opened_by, target)
@@ -124,6 +124,13 @@ class Incident:
     resolution_note: str | None
     updated_at: datetime
     target: Mapping[str, Any] = field(default_factory=dict)  # what was diagnosed (Target)
+    origin: str = "command"  # command | webhook | alertmanager-slack | grafana | shortcut
+    summary_ts: str | None = None  # the bot's summary message when the root is not the bot's
+
+    @property
+    def summary_message_ts(self) -> str | None:
+        """The message the bot keeps up to date with the incident's summary."""
+        return self.summary_ts or self.thread_ts
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Incident:

@@ -41,6 +41,16 @@ class BotMetrics:
             registry=self.registry,
         )
 
+        self.alerts = Counter(
+            "streamhouse_bot_alerts_received",
+            "Alerts received on POST /alertmanager (re-sends included).",
+            registry=self.registry,
+        )
+
+    def alerts_received(self, count: int) -> None:
+        """Count a webhook delivery's alerts."""
+        self.alerts.inc(count)
+
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)

@@ -31,6 +31,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.audit import AuditEvent, describe
+from bot.pace import ChannelPace
 from bot.store.db import Connection, Database
 
 _log = logging.getLogger("bot.outbox")
@@ -44,7 +45,11 @@ _CLAIM_NEXT = """
            e.incident_id, e.at, e.actor, e.kind, e.body, e.prev_hash, e.hash
     FROM audit_outbox o JOIN audit_events e ON e.id = o.event_id
     WHERE o.posted_ts IS NULL
+      AND o.thread_ts IS NOT NULL
       AND o.next_attempt_at <= now()
+      AND NOT EXISTS (  -- the channel's next posting slot (bot.pace) is due
+          SELECT 1 FROM channel_pace p WHERE p.channel = o.channel AND p.next_post_at > now()
+      )
       AND NOT EXISTS (
           SELECT 1 FROM audit_outbox earlier
           WHERE earlier.posted_ts IS NULL
@@ -69,6 +74,9 @@ _MARK_FAILED = """
 """
 
 
+_CHANNEL_OF = "SELECT channel FROM audit_outbox WHERE event_id = %s"
+
+
 def retry_delay(
     attempts: int, retry_after: float | None, *, base_s: float = 1.0, max_s: float = MAX_DELAY_S
 ) -> float:
@@ -89,10 +97,18 @@ def slack_line(event: AuditEvent) -> str:
 class AuditOutbox:
     """Drains ``audit_outbox`` into Slack threads; run one or several per database."""
 
-    def __init__(self, db: Database, slack_client: AsyncWebClient, *, base_delay_s: float = 1.0):
+    def __init__(
+        self,
+        db: Database,
+        slack_client: AsyncWebClient,
+        *,
+        base_delay_s: float = 1.0,
+        pace: ChannelPace | None = None,
+    ):
         self._db = db
         self._slack = slack_client
         self._base_delay_s = base_delay_s
+        self._pace = pace or ChannelPace(db, 0.0)
 
     async def drain_once(self) -> int:
         """Post every due row (thread by thread, in order); return how many were posted."""
@@ -123,6 +139,8 @@ class AuditOutbox:
                 return None
             event_id, channel, thread_ts, attempts = row[0], row[1], row[2], int(row[3])
             event = _event_from_claim(row)
+            if not await self._pace.take(channel):  # another worker just posted there
+                return None
             try:
                 response = await self._slack.chat_postMessage(
                     channel=channel, thread_ts=thread_ts, text=slack_line(event)
@@ -138,6 +156,11 @@ class AuditOutbox:
     ) -> None:
         retry_after = _retry_after(error)
         delay = retry_delay(attempts, retry_after, base_s=self._base_delay_s)
+        if retry_after is not None:
+            cursor = await conn.execute(_CHANNEL_OF, (event_id,))
+            row = await cursor.fetchone()
+            if row is not None:
+                await self._pace.push_back(str(row[0]), retry_after)
         reason = _describe_error(error)
         _log.warning(
             "audit event %d not posted (attempt %d, next in %.1f s): %s",

@@ -16,6 +16,7 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.poster import AlertPoster
 from bot.app import build_app
 from bot.approvers import Approvers
 from bot.deliveries import DeliveryLog
@@ -23,6 +24,7 @@ from bot.deps import Deps
 from bot.executors.lifecycle import OrphanSweeper
 from bot.metrics import BotMetrics
 from bot.outbox import AuditOutbox
+from bot.pace import ChannelPace
 from bot.readiness import SlackIdentity
 from bot.settings import Settings
 from bot.slack_client import build_slack_client
@@ -124,10 +126,11 @@ class BotRuntime:
 
     @staticmethod
     async def _follow_ups(deps: Deps, stop: asyncio.Event) -> None:
-        """Verification runs, and the requests a stopped bot left half-way."""
+        """Verification runs, the requests a stopped bot left half-way, and alert posting."""
         await asyncio.gather(
             VerificationWorker(deps).run(stop),
             OrphanSweeper(deps).run(stop),
+            AlertPoster(deps).run(stop),
         )
 
     def _audit_outbox(self, db: Database) -> AuditOutbox:
@@ -141,7 +144,7 @@ class BotRuntime:
             base_url=self.settings.slack_base_url,
             retry_handlers=[],
         )
-        return AuditOutbox(db, client)
+        return AuditOutbox(db, client, pace=ChannelPace(db, self.settings.bot_post_interval_s))
 
     async def _database_url(self) -> str:
         if self.settings.bot_database_url is not None:

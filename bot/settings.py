@@ -88,6 +88,10 @@ class Settings(StreamhouseSettings):
     bot_http_port: int = Field(default=3000, ge=0, le=65535)
     bot_alert_channel: str | None = None
     bot_alert_channels: CommaList = Field(default_factory=list)
+    # Alerts of one runbook agreeing on these labels share an incident.
+    bot_alert_group_by: CommaList = Field(default_factory=lambda: ["namespace", "cluster"])
+    # At most one message per this many seconds per channel, across replicas (Slack: ~1/s).
+    bot_post_interval_s: float = Field(default=1.0, ge=0)
     bot_alertmanager_token: SecretStr | None = None
     bot_approvers: CommaList = Field(default_factory=list)
     bot_approver_group: str | None = None
@@ -111,7 +115,7 @@ class Settings(StreamhouseSettings):
             return [float(item) for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("bot_alert_channels", "bot_approvers", mode="before")
+    @field_validator("bot_alert_channels", "bot_approvers", "bot_alert_group_by", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -10,6 +10,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.alerts.intake import alertmanager_handler
 from bot.deps import Deps
 from bot.readiness import SlackIdentity, readiness_report
 
@@ -21,7 +22,8 @@ logger = logging.getLogger("bot.web")
 
 
 def build_web_app(deps: Deps, bolt_app: AsyncApp, identity: SlackIdentity) -> web.Application:
-    """Routes of the public contract: ``/slack/events``, ``/healthz``, ``/readyz``, ``/metrics``."""
+    """Routes of the public contract: ``/slack/events``, ``/alertmanager``, ``/healthz``,
+    ``/readyz``, ``/metrics``."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
 
     async def slack_events(request: web.Request) -> web.Response:
@@ -57,6 +59,7 @@ def build_web_app(deps: Deps, bolt_app: AsyncApp, identity: SlackIdentity) -> we
 
     if deps.settings.slack_signing_secret is not None:
         app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/alertmanager", alertmanager_handler(deps))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -18,8 +18,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.alerts.model import AlertSummary
 from bot.ids import SLASH_COMMAND, BlockId
 from bot.incidents import Incident, IncidentState
+from bot.render.alerts import alerts_text
 from bot.render.diagnosis import HEADER_LIMIT, LINE_LIMIT, SECTION_LIMIT, bounded_lines, icon
 from bot.render.text import escape, truncate
 from bot.replies import Reply
@@ -34,14 +36,19 @@ _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _SLACK_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,20}$")
 
 
-def render_incident_root(incident: Incident) -> Reply:
-    """The root message of the incident's thread: what, how bad, where it stands, who."""
+def render_incident_root(incident: Incident, alerts: AlertSummary | None = None) -> Reply:
+    """The root message of the incident's thread: what, how bad, where it stands, who, and
+    (for incidents opened by alerts) the alerts."""
     blocks: list[Block] = [
         HeaderBlock(
             block_id=BlockId.INCIDENT_HEADER,
             text=truncate(f"{incident.id}: {incident.title}", HEADER_LIMIT),
         ),
         _section(BlockId.INCIDENT_STATE, _state_line(incident)),
+    ]
+    if alerts is not None:
+        blocks.append(_section(BlockId.INCIDENT_ALERTS, alerts_text(alerts)))
+    blocks += [
         _section(BlockId.INCIDENT_PEOPLE, bounded_lines(_people_lines(incident))),
         ContextBlock(
             block_id=BlockId.INCIDENT_CONTEXT,

@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.alerts.store import AlertStore
 from bot.commands import CommandContext, Invocation
 from bot.deps import Deps
 from bot.errors import NotFoundError, UsageError
@@ -98,12 +99,16 @@ async def refresh_root_message(deps: Deps, incident: Incident) -> None:
     The store already holds the change and the audit event; a root message Slack will not
     update (deleted, bot removed) is logged rather than failing the command.
     """
-    if incident.thread_ts is None:
+    summary_ts = incident.summary_message_ts
+    if summary_ts is None:
         return
-    payload: dict[str, Any] = render_incident_root(incident).to_slack()
+    alerts = None
+    if incident.origin != "command":
+        alerts = await AlertStore(deps.db).summary(incident.id)
+    payload: dict[str, Any] = render_incident_root(incident, alerts).to_slack()
     payload.pop("response_type", None)
     try:
-        await deps.slack.chat_update(channel=incident.channel, ts=incident.thread_ts, **payload)
+        await deps.slack.chat_update(channel=incident.channel, ts=summary_ts, **payload)
     except SlackApiError as error:
         log.warning(
             "could not update the root message of %s: %s",
