@@ -35,6 +35,7 @@ lint: setup
 bench: setup
 	$(PY) -m bench.ack_latency
 	$(PY) -m bench.diagnose
+	$(PY) -m bench.approvals
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -96,6 +96,7 @@ class BotRuntime:
             base_url=self.settings.slack_base_url,
             metrics=metrics,
         )
+        sources = build_sources(self.settings)
         self._deps = Deps(
             self.settings,
             self._db,
@@ -103,9 +104,9 @@ class BotRuntime:
             metrics,
             build_router(),
             DeliveryLog(self._db),
-            build_sources(self.settings),
+            sources,
             Approvers(slack, self.settings.bot_approvers, self.settings.bot_approver_group),
-            build_writers(self.settings),
+            build_writers(self.settings, sources),
         )
         bolt_app = build_app(self._deps)
         identity = SlackIdentity(slack)

@@ -29,7 +29,7 @@ from bot.sources.metadata_db import MetadataDbSource
 from bot.sources.objects import ObjectStoreSource
 from bot.sources.prometheus import PrometheusSource
 from bot.sources.registry_actions import RegistryActions
-from bot.sources.schema_registry import SchemaRegistrySource
+from bot.sources.schema_registry import OrganizationLookup, SchemaRegistrySource
 from bot.sources.writers import Writers
 
 HINTS = {
@@ -112,13 +112,16 @@ def build_sources(settings: StreamhouseSettings) -> SourceSet:
     )
 
 
-def build_writers(settings: StreamhouseSettings) -> Writers:
-    """The writers approved actions go through; None for each system not configured."""
+def build_writers(settings: StreamhouseSettings, sources: SourceSet | None = None) -> Writers:
+    """The writers approved actions go through; None for each system not configured.
+    ``sources`` lends the registry writer the metadata database's organization lookup."""
     profile = profile_named(settings.streamhouse_profile)
+    metadata = sources.sources.metadata if sources is not None else None
+    discover = metadata.organization_id if isinstance(metadata, MetadataDbSource) else None
     return Writers(
         kubernetes=_kubernetes_writer(settings, profile),
         metadata=_metadata_writer(settings, profile),
-        registry=_registry_writer(settings, profile),
+        registry=_registry_writer(settings, profile, discover),
     )
 
 
@@ -143,13 +146,16 @@ def _metadata_writer(settings: StreamhouseSettings, profile: Profile) -> Metadat
     )
 
 
-def _registry_writer(settings: StreamhouseSettings, profile: Profile) -> RegistryActions | None:
+def _registry_writer(
+    settings: StreamhouseSettings, profile: Profile, discover: OrganizationLookup | None
+) -> RegistryActions | None:
     if settings.schema_registry_url is None:
         return None
     return RegistryActions(
         str(settings.schema_registry_url),
         profile,
         organization_id=settings.streamhouse_organization_id,
+        discover_organization=discover,
     )
 
 
