@@ -19,10 +19,12 @@ the clicks run in this process.
 Set-up is direct, not N diagnoses through Slack: each incident's root message is posted and
 the incident opened (``IncidentStore``), the request created (``ApprovalStore``, with the
 preview of ``preview_action``) and its message posted in the thread as the listener does.
-The incidents are spread round-robin over ``--channels`` channels (default 16: 800 posts
-at 1 post/s per channel are 50 s at best); set-up runs without the rate limit and waits
-until its own audit events are posted, then the limit is switched on and the clicks start,
-at most ``--concurrency`` (10) requests between click and outcome at a time.
+The incidents are spread round-robin over ``--channels`` channels (default 16: the 800
+audit posts of 200 approvals take 47 s at best at 1 post/s per channel, after a burst of 3
+each). Set-up runs without the rate limit; 10 extra incidents are then approved one at a
+time (the unloaded click → succeeded time). Once their audit events are posted the limit is
+switched on and the N clicks start, at most ``--concurrency`` (10) requests between click
+and outcome at a time.
 Run with ``python -m bench.approvals`` (``--incidents 20`` for a quick run).
 """
 
