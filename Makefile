@@ -36,6 +36,8 @@ bench: setup
 	$(PY) -m bench.ack_latency
 	$(PY) -m bench.diagnose
 	$(PY) -m bench.approvals
+	$(PY) -m bench.alert_storm
+	$(PY) -m bench.digests
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

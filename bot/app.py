@@ -12,6 +12,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.deps import Deps
 from bot.listeners.actions import register_actions
+from bot.listeners.alert_messages import register_alert_messages
 from bot.listeners.commands import register_commands
 from bot.listeners.errors import on_listener_error
 from bot.listeners.events import register_events
@@ -60,6 +61,7 @@ def build_app(deps: Deps) -> AsyncApp:
         app.middleware(middleware)
     register_commands(app)
     register_events(app)
+    register_alert_messages(app)
     register_actions(app)
     app.error(on_listener_error)
     return app

@@ -55,6 +55,7 @@ class ActionId(StrEnum):
 
 
 class CallbackId(StrEnum):
-    """``callback_id`` of the bot's modals."""
+    """``callback_id`` of the bot's modals and shortcuts."""
 
     ACTION_REQUEST = "action-request"
+    DIAGNOSE_THIS = "diagnose-this"  # the message shortcut

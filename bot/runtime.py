@@ -21,6 +21,7 @@ from bot.app import build_app
 from bot.approvers import Approvers
 from bot.deliveries import DeliveryLog
 from bot.deps import Deps
+from bot.digests.scheduler import DigestScheduler
 from bot.executors.lifecycle import OrphanSweeper
 from bot.metrics import BotMetrics
 from bot.outbox import AuditOutbox
@@ -58,6 +59,7 @@ class BotRuntime:
         self._outbox: asyncio.Task[None] | None = None
         self._verifier_stop = asyncio.Event()
         self._verifier: asyncio.Task[None] | None = None
+        self._digests: DigestScheduler | None = None
         self.port: int | None = None
 
     @property
@@ -124,6 +126,8 @@ class BotRuntime:
         self._outbox = asyncio.create_task(self._audit_outbox(self._db).run(self._outbox_stop))
         self._verifier_stop.clear()
         self._verifier = asyncio.create_task(self._follow_ups(self._deps, self._verifier_stop))
+        self._digests = DigestScheduler(self._deps)
+        self._digests.start()
 
     @staticmethod
     async def _follow_ups(deps: Deps, stop: asyncio.Event) -> None:
@@ -175,6 +179,9 @@ class BotRuntime:
 
     async def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a failed start."""
+        if self._digests is not None:
+            await self._digests.stop()
+            self._digests = None
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             self._housekeeping = None

@@ -107,6 +107,9 @@ class Settings(StreamhouseSettings):
     # (3 or 10 min); BOT_WATCH_WINDOW_S shortens every window (demos, tests).
     bot_watch_interval_s: float = Field(default=15.0, gt=0)
     bot_watch_window_s: float | None = Field(default=None, gt=0)
+    # Digests: a scheduled run missed while no bot was up is posted once at start-up when
+    # it is at most this many seconds old; older misses are skipped.
+    bot_digest_grace_s: float = Field(default=900.0, ge=0)
 
     @field_validator("bot_verify_delays_s", mode="before")
     @classmethod

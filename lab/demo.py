@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from bot.digests.post import demo_digest
 from bot.runtime import BotRuntime
 from bot.settings import Settings
 from lab.prometheus import ComponentMissing
@@ -105,6 +106,13 @@ async def demo(emulator: SlackEmulator, data_dir: Path, lab_env: dict[str, str])
                 diagnosis = next((r for r in replies if r.get("blocks")), None)
                 if diagnosis is not None:
                     show("(in the incident's thread)", diagnosis, private=False)
+            await demo_digest(bot.deps, DEMO_CHANNEL)
+            digest = emulator.messages(DEMO_CHANNEL)[-1]
+            show(
+                "(the scheduled health digest, as `/streamhouse digest now` posts it)",
+                digest,
+                private=False,
+            )
 
 
 async def channel_result(

@@ -39,7 +39,7 @@ from bot.models import Diagnosis, Triage
 from bot.pace import ChannelPace
 from bot.profiles import profile_named
 from bot.render.alerts import storm_update_text
-from bot.render.diagnosis import render_diagnosis
+from bot.render.diagnosis import render_diagnosis, render_triage
 from bot.render.incident import render_incident_root
 from bot.replies import Reply
 from bot.sources.cache import cached
@@ -242,22 +242,19 @@ class AlertPoster:
         """Run the incident's runbook and post the result in its thread."""
         try:
             incident = await self._incidents.get(incident_id)
-            if incident is None or incident.runbook is None or incident.thread_ts is None:
+            if incident is None or incident.thread_ts is None:
                 return
-            runbook = RUNBOOKS[incident.runbook]
-            deps = self._deps
-            profile = profile_named(deps.settings.streamhouse_profile)
-            target = await incident_target(deps, incident_id)
-            ctx = CheckContext(cached(deps.sources.sources), profile, target, datetime.now(UTC))
-            diagnosis = await run_runbook(
-                runbook, ctx, runbook_base_url=deps.settings.runbook_base_url
+            outcome = await self._run(incident)
+            reply = (
+                render_diagnosis(outcome)
+                if isinstance(outcome, Diagnosis)
+                else render_triage(outcome)
             )
             await self._wait_for_slot(incident)
-            await self._post(
-                incident.channel, render_diagnosis(diagnosis), thread_ts=incident.thread_ts
-            )
+            await self._post(incident.channel, reply, thread_ts=incident.thread_ts)
+            deps = self._deps
             updated = await self._incidents.add_diagnosis(
-                incident_id, diagnosis.status, diagnosis_event(diagnosis), None
+                incident_id, outcome.status, diagnosis_event(outcome), None
             )
             async with deps.db.pool.connection() as conn:
                 await conn.execute(_DIAGNOSED, (incident_id,))

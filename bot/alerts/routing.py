@@ -86,6 +86,8 @@ def group_key(
 ) -> str:
     """The incident an alert joins: ``runbook|key=value|…`` over the group-by labels (and
     topic/partition for per-partition runbooks); an unrouted alert groups by its name."""
+    if alert.origin == "shortcut":  # "Diagnose this" on a message: that message's incident
+        return f"shortcut|{alert.labels.get('channel', '')}|{alert.labels.get('message_ts', '')}"
     keys = list(group_by)
     if runbook in PER_PARTITION:
         keys += ["topic", "partition"]

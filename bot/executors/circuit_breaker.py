@@ -226,8 +226,8 @@ class EnableThrottling:
         return Preview(
             key=f"{workload.kind}/{workload.name}",
             target=f"{workload.kind} {writer.namespace}/{workload.name}, container {container}",
-            current=f"{env_text({**before})} (PUT limit {limit:.0f}/s from {limit_from})",
-            new=f"{env_text({**changes})} (at most the S3 per-prefix {S3_PREFIX_PUT_LIMIT}/s)",
+            current=f"{env_text(before)} (PUT limit {limit:.0f}/s from {limit_from})",
+            new=f"{env_text(changes)} (at most the S3 per-prefix {S3_PREFIX_PUT_LIMIT}/s)",
             call=f"{writer.env_call(container, sorted(changes))}; the new pod template rolls the "
             "pods, no separate restart",
             rollback=env_rollback(workload, before),
@@ -247,7 +247,7 @@ class EnableThrottling:
         # Absolute values: a retry finds them set, and Kubernetes starts no second rollout.
         await ctx.writers.require_kubernetes().set_agent_env(str(params["container"]), env)
         return Outcome(
-            f"set {env_text({**env})} on {request.target}; the agent pods roll with it",
+            f"set {env_text(env)} on {request.target}; the agent pods roll with it",
             {"env": dict(env), "before": dict(params.get("before") or {})},
         )
 

@@ -13,8 +13,9 @@ SR-A1 chooses the new mode from the evidence, the way an engineer on call would:
    subject: one step looser in the same direction (``FULL_TRANSITIVE`` → ``FULL`` →
    ``BACKWARD_TRANSITIVE`` → ``BACKWARD`` → ``NONE``; ``FORWARD_TRANSITIVE`` → ``FORWARD``
    → ``NONE``). From a plain mode that is ``NONE``, which is high risk (two approvers).
-3. A subject in ``NONE`` with nothing refused (the force-register is done): back to the
-   global default, or ``BACKWARD`` (the registry's default) when the global is ``NONE``.
+3. A subject already in ``NONE`` (a force-register is done; nothing is looser): checks
+   back on, with the global default, or ``BACKWARD`` (the registry's default) when the
+   global is ``NONE`` too.
 
 The subject is the target topic's ``<topic>-value``, else the one SR-4, SR-1 or SR-2 names.
 SR-A2 clears the registry's in-memory cache by restarting its Deployment (runbook profile);

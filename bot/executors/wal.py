@@ -24,8 +24,14 @@ Where the file goes:
   file, as ``ls`` hides it and neither the agent's recovery scan (``*.wal``) nor WAL-2's
   listing sees it, so the quarantined copy is kept for forensics without being counted
   as WAL backlog forever. The stamp is the preview's, so a retry targets the same name.
-- WAL-A3 follows the runbook's ``mv <wal> <wal>.old``. That file stays visible; RP-A4 may
-  delete it once WAL-5 shows an upload newer than its last write.
+- WAL-A3 follows the runbook's ``mv <wal> <wal>.old``. That file stays visible, and RP-A4
+  counts it as uploaded as soon as the partition's next segment reaches S3 (an upload
+  newer than its last write), although its unflushed records never will: the preview
+  says so.
+
+``exec`` needs a running container. Upstream's agent keeps running when a WAL fails; an
+agent in CrashLoopBackOff (the runbooks' story) accepts exec only between restarts, so the
+``mv`` may fail there: the request then fails with the API's message and no pod is deleted.
 
 WAL paths follow the profile (see ``handlers.wal_files``): ``<WAL_DIR>/<topic>-<partition>.wal``
 in the runbooks, ``<WAL_DIR>/<org_id>/<topic>-<partition>-<agent_id>.wal`` upstream; the
@@ -35,7 +41,7 @@ files are found with ``find`` under the pod's ``WAL_DIR``, so both layouts work 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,11 +58,13 @@ from bot.executors.base import (
     Watch,
     params_of,
 )
-from bot.models import CheckResult
+from bot.models import CheckResult, Diagnosis
 from bot.settings import Settings
 from bot.sources.base import Kubernetes, PodInfo, SourceError
+from handlers.base import Target
 from handlers.logs import agent_logs_or_note, require_kubernetes
 from handlers.wal_files import DEFAULT_WAL_DIR
+from handlers.wal_logs import partition_in
 from handlers.wal_recovery import VERIFICATION
 
 WATCH_WINDOW_S = 180.0  # WAL-A1: three minutes, past the WALCorruptionRate alert's "for 2m"
@@ -94,28 +102,27 @@ def agent_pod(pods: Sequence[PodInfo], name: str) -> PodInfo:
 
 
 # -- what the runbook's checks said -----------------------------------------------------------
-def evidence_of(ctx: ActionContext, check_id: str) -> Mapping[str, Any]:
-    """The evidence of one check of the fresh diagnosis (empty when it did not run)."""
-    result: CheckResult | None = ctx.diagnosis.check(check_id)
+def evidence_of(diagnosis: Diagnosis, check_id: str) -> Mapping[str, Any]:
+    """The evidence of one check of the diagnosis (empty when it did not run)."""
+    result: CheckResult | None = diagnosis.check(check_id)
     return result.evidence if result is not None else {}
 
 
-def failing_by_pod(ctx: ActionContext) -> dict[str, list[str]]:
+def failing_by_pod(diagnosis: Diagnosis, target: Target) -> dict[str, list[str]]:
     """WAL-1: the named failing partitions per pod, narrowed to the incident's target."""
-    pods = evidence_of(ctx, "WAL-1").get("pods", {})
-    wanted = None
-    if ctx.target.topic is not None and ctx.target.partition is not None:
-        wanted = f"{ctx.target.topic}-{ctx.target.partition}"
-    chosen = {
-        pod: sorted(p for p in parts if p != "unnamed" and wanted in (None, p))
-        for pod, parts in pods.items()
-    }
-    return {pod: parts for pod, parts in sorted(chosen.items()) if parts}
+    pods = evidence_of(diagnosis, "WAL-1").get("pods", {})
+    wanted = None if target.topic is None else f"{target.topic}-{target.partition}"
+
+    def chosen(partition: str) -> bool:
+        return partition != "unnamed" and (wanted is None or partition == wanted)
+
+    chosen_by_pod = {pod: sorted(filter(chosen, parts)) for pod, parts in pods.items()}
+    return {pod: parts for pod, parts in sorted(chosen_by_pod.items()) if parts}
 
 
-def loss_window_text(ctx: ActionContext, partition: str) -> str:
+def loss_window_text(diagnosis: Diagnosis, partition: str) -> str:
     """WAL-5's data-loss window of one partition, as the confirmation shows it."""
-    window = evidence_of(ctx, "WAL-5").get("partitions", {}).get(partition)
+    window = evidence_of(diagnosis, "WAL-5").get("partitions", {}).get(partition)
     if not window or window.get("window_s") is None:
         return f"{partition}: loss window unknown (WAL-5)"
     bound = "up to " if window.get("upper_bound") else ""
@@ -124,46 +131,58 @@ def loss_window_text(ctx: ActionContext, partition: str) -> str:
 
 async def leases_held(ctx: ActionContext, pods: Sequence[PodInfo]) -> str:
     """The partitions the pods lease, from the metadata DB (or why they are unknown)."""
+    what = "partitions the restarted pods lease"
     if ctx.sources.metadata is None:
-        return "partitions they lease: unknown (no metadata DB configured)"
+        return f"{what}: unknown (no metadata DB configured)"
     try:
         readout = await ctx.sources.metadata.leases()
     except SourceError as error:
-        return f"partitions they lease: unknown ({error.detail})"
+        return f"{what}: unknown ({error.detail})"
     if readout.hidden_by_rls:
-        return "partitions they lease: unknown (row-level security hides the lease rows)"
+        return f"{what}: unknown (row-level security hides the lease rows)"
     holders = {pod.env.get("AGENT_ID") or f"agent-{pod.name}" for pod in pods}
     held = sorted(f"{r.topic}-{r.partition}" for r in readout.rows if r.holder in holders)
-    return f"partitions they lease, unavailable until re-acquired: {', '.join(held) or 'none'}"
+    return f"{what}, unavailable until re-acquired: {', '.join(held) or 'none'}"
 
 
 # -- WAL-A1: watch --------------------------------------------------------------------------
-def recovery_counts(lines: Iterable[str]) -> tuple[int, int] | None:
-    """(recovered, skipped) from the newest log line that reports recovery counts."""
-    for line in reversed(list(lines)):
+def recovery_counts(lines: Iterable[str], unnamed: str) -> dict[str, tuple[int, int]]:
+    """Per partition, the newest (recovered, skipped) counts the WAL log lines report.
+
+    A line naming no partition belongs to the last one named before it, else to
+    ``unnamed`` (the pod); "N records skipped" may come on a line of its own.
+    """
+    counts: dict[str, tuple[int, int]] = {}
+    current: str | None = None
+    for line in lines:
+        current = partition_in(line) or current
         recovered, skipped = _RECOVERED.search(line), _SKIPPED.search(line)
-        if recovered:
-            found = int(recovered[1] or recovered[2])
-            return found, int(skipped[1] or skipped[2]) if skipped else 0
-    return None
+        if recovered is None and skipped is None:
+            continue
+        key = current or unnamed
+        done, lost = counts.get(key, (0, 0))
+        done = int(recovered[1] or recovered[2]) if recovered else done
+        lost = int(skipped[1] or skipped[2]) if skipped else (0 if recovered else lost)
+        counts[key] = (done, lost)
+    return counts
 
 
 async def recovery_report(ctx: ActionContext) -> dict[str, str]:
-    """Per agent pod, the records its last WAL recovery recovered and skipped (logs)."""
+    """Per partition, the records its last WAL recovery recovered and skipped (agent logs)."""
     logs = await agent_logs_or_note(ctx.sources)
     report = {}
     for pod, lines in sorted(logs.lines.items()):
-        counts = recovery_counts(line for line in lines if "wal" in line.lower())
-        if counts is not None:
-            report[pod] = f"{counts[0]} records recovered, {counts[1]} skipped"
-    return report
+        wal_lines = [line for line in lines if "wal" in line.lower() or "skipped" in line]
+        for key, (done, lost) in recovery_counts(wal_lines, pod).items():
+            report[key] = f"{done} records recovered, {lost} skipped"
+    return dict(sorted(report.items()))
 
 
 def report_text(report: Mapping[str, str]) -> str:
     """The recovery counts for the thread, or that no recovery has reported yet."""
     if not report:
         return "no agent has logged recovered/skipped counts yet"
-    return "; ".join(f"{pod}: {counts}" for pod, counts in report.items())
+    return "; ".join(f"{key}: {counts}" for key, counts in report.items())
 
 
 class WatchRecovery:
@@ -174,7 +193,9 @@ class WatchRecovery:
 
     async def preview(self, ctx: ActionContext) -> Preview:
         wal1 = ctx.diagnosis.check("WAL-1")
-        named = sorted({p for parts in failing_by_pod(ctx).values() for p in parts})
+        named = sorted(
+            {p for parts in failing_by_pod(ctx.diagnosis, ctx.target).values() for p in parts}
+        )
         where = ", ".join(named) or "every agent's WAL"
         minutes = WATCH_WINDOW_S / 60
         return Preview(
@@ -216,7 +237,12 @@ class Move:
 
     def to_json(self) -> dict[str, str]:
         """As stored in the preview's params."""
-        return {"pod": self.pod, "partition": self.partition, "path": self.path, "aside": self.aside}
+        return {
+            "pod": self.pod,
+            "partition": self.partition,
+            "path": self.path,
+            "aside": self.aside,
+        }
 
 
 def quarantine_name(path: str, stamp: str) -> str:
@@ -234,8 +260,7 @@ def rebuild_name(path: str, stamp: str) -> str:
 class SetAsideWal:
     """WAL-A2/WAL-A3: rename the failing partition's WAL in its pod, then delete that pod."""
 
-    action: str
-    aside_name: Any  # Callable[[str, str], str]: (path, stamp) -> new path
+    aside_name: Callable[[str, str], str]  # (WAL path, the preview's stamp) -> new path
     purpose: str
     rollback_note: str
 
@@ -247,7 +272,7 @@ class SetAsideWal:
     async def preview(self, ctx: ActionContext) -> Preview:
         kube = require_kubernetes(ctx.sources)
         writer = ctx.writers.require_kubernetes()
-        failing = failing_by_pod(ctx)
+        failing = failing_by_pod(ctx.diagnosis, ctx.target)
         if not failing:
             raise BotError("WAL-1 names no partition whose WAL fails to recover; nothing to move.")
         pods = await kube.agent_pods()
@@ -269,13 +294,14 @@ class SetAsideWal:
                 [writer.exec_call(m.pod, ["mv", m.path, m.aside]) for m in moves]
                 + [writer.delete_pod_call(pod) for pod in restarted]
             ),
-            rollback=self.rollback_note + ": "
+            rollback=self.rollback_note
+            + ": "
             + "; ".join(f"mv {m.aside} {m.path}" for m in moves)
             + " in the replacement pod, then delete it again (it will fail on the file again)",
             blast_radius=f"{len(restarted)} of {len(pods)} agent pods restarted: "
-            f"{', '.join(restarted)}; {await leases_held(ctx, affected)}; the other agents "
-            "keep running. Data no longer replayed: "
-            + "; ".join(loss_window_text(ctx, p) for p in partitions),
+            f"{', '.join(restarted)} ({restart_note(ctx.profile.agent_workload_kind)}); "
+            f"{await leases_held(ctx, affected)}; the other agents keep running. Data no "
+            "longer replayed: " + "; ".join(loss_window_text(ctx.diagnosis, p) for p in partitions),
             params={"moves": [m.to_json() for m in moves], "pods": restarted},
         )
 
@@ -303,8 +329,7 @@ class SetAsideWal:
         pods = await kube.agent_pods()
         try:
             for move in moves_of(request):
-                pod = agent_pod(pods, move.pod)
-                seen = set(await find_files(kube, pod.name, wal_root(pod), f"*{move.partition}*"))
+                seen = await files_beside(kube, agent_pod(pods, move.pod), move.partition)
                 if move.path not in seen:
                     return f"{move.path} is no longer in pod {move.pod}"
                 if move.aside in seen:
@@ -319,8 +344,7 @@ class SetAsideWal:
         pods = await kube.agent_pods()
         moved = []
         for move in moves_of(request):
-            pod = agent_pod(pods, move.pod)
-            seen = set(await find_files(kube, pod.name, wal_root(pod), f"*{move.partition}*"))
+            seen = await files_beside(kube, agent_pod(pods, move.pod), move.partition)
             if move.path in seen:
                 await writer.run_in_pod(move.pod, ["mv", move.path, move.aside])
             elif move.aside not in seen:
@@ -329,10 +353,25 @@ class SetAsideWal:
         restarted = [str(name) for name in params_of(request).get("pods") or []]
         deleted = [name for name in restarted if await writer.delete_pod(name)]
         return Outcome(
-            f"moved {'; '.join(moved)} and deleted pod {', '.join(restarted)} so it restarts "
-            "without it",
+            f"moved {'; '.join(moved)}, then deleted {', '.join(restarted)}: the replacement "
+            "starts without the file",
             {"moved": moved, "pods_deleted": deleted},
         )
+
+
+async def files_beside(kube: Kubernetes, pod: PodInfo, partition: str) -> set[str]:
+    """Every path under the pod's WAL directory whose name mentions ``partition``."""
+    return set(await find_files(kube, pod.name, wal_root(pod), f"*{partition}*"))
+
+
+def restart_note(kind: str) -> str:
+    """What deleting one agent pod does to its leases, by workload kind."""
+    if kind == "StatefulSet":
+        return "it comes back with the same name and agent id and reclaims its leases at once"
+    return (
+        "its replacement gets a new name and agent id, so its partitions wait for the old "
+        "leases to expire"
+    )
 
 
 def moves_of(request: ActionRequest) -> list[Move]:
@@ -344,17 +383,16 @@ def moves_of(request: ActionRequest) -> list[Move]:
 EXECUTORS: dict[str, Executor] = {
     "WAL-A1": WatchRecovery(),
     "WAL-A2": SetAsideWal(
-        "WAL-A2",
         quarantine_name,
         "the pod restarts with a new, empty WAL for the partition; the corrupted file is "
         "kept beside it, hidden from the agent, for forensics",
         "move the file back",
     ),
     "WAL-A3": SetAsideWal(
-        "WAL-A3",
         rebuild_name,
         "the pod restarts with an empty WAL and rebuilds the partition from S3; the old file "
-        "stays as .old (RP-A4 may delete it once S3 holds a newer upload)",
+        "stays as .old. Its unflushed records never reach S3, yet RP-A4 counts it as uploaded "
+        "after the partition's next upload: copy it elsewhere first if they matter",
         "rename it back",
     ),
 }

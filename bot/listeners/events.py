@@ -1,8 +1,8 @@
 """Events API listeners: mentions of the bot, and channel messages.
 
-The bot subscribes to ``message.channels`` so it can read alert messages in the channels
-listed in ``BOT_ALERT_CHANNELS``; until alert intake parses them, every channel message is
-acknowledged and left alone, so Slack never sees an unhandled delivery.
+The bot subscribes to ``message.channels`` so it can read alert messages (Alertmanager's
+Slack receiver, Grafana) in the channels listed in ``BOT_ALERT_CHANNELS``; every other
+channel message is acknowledged and left alone, so Slack never sees an unhandled delivery.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.say.async_say import AsyncSay
 
 from bot.ids import SLASH_COMMAND
+from bot.listeners.alert_messages import on_alert_channel_message
 
 SUBSCRIBED_EVENTS = ("app_mention", "message")
 
@@ -25,8 +27,9 @@ async def on_app_mention(event: dict[str, Any], say: AsyncSay) -> None:
     )
 
 
-async def on_channel_message(event: dict[str, Any]) -> None:
-    """Acknowledge channel messages; alert intake will read those in alert channels."""
+async def on_channel_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    """Read alert messages in the alert channels; leave every other message alone."""
+    await on_alert_channel_message(event, context)
 
 
 def register_events(app: AsyncApp) -> None:

@@ -11,6 +11,7 @@ from bot.ids import Subcommand
 from bot.render.help import help_reply
 from bot.replies import Reply
 from bot.subcommands.diagnose import run_diagnose, validate_diagnose
+from bot.subcommands.digest import run_digest, validate_digest
 from bot.subcommands.freeze import run_freeze, validate_freeze
 from bot.subcommands.incident import run_incident, validate_incident
 from bot.subcommands.ping import run_ping
@@ -58,6 +59,17 @@ def build_router() -> CommandRouter:
             example="freeze on",
             handler=run_freeze,
             validate=validate_freeze,
+        )
+    )
+    router.register(
+        SubcommandSpec(
+            name="digest",
+            summary="post a health digest on a schedule (`subscribe daily 09:00 Europe/Berlin "
+            '[channel]`, `hourly`, `weekdays 08:30`, `cron "0 */4 * * *"`; `list | '
+            "unsubscribe ID | now`)",
+            example="digest subscribe daily 09:00 Europe/Berlin",
+            handler=run_digest,
+            validate=validate_digest,
         )
     )
     router.register(

@@ -243,6 +243,37 @@ class SlackDriver:
         result = await self._interactive(payload, retry_num=retry_num, via=via)
         return _with_context(result, response_url, trigger)
 
+    async def message_shortcut(
+        self,
+        callback_id: str,
+        *,
+        channel_id: str,
+        message_ts: str,
+        user_id: str = "U0ALICE",
+        via: Via = "http",
+    ) -> DriverResponse:
+        """Choose the message shortcut ``callback_id`` on a stored message."""
+        message = self.emulator.message(channel_id, message_ts)
+        if message is None:
+            raise ValueError(f"no message {message_ts} in {channel_id}")
+        trigger = self.emulator.issue_trigger_id()
+        response_url = self.emulator.new_response_url(
+            channel_id=channel_id,
+            user_id=user_id,
+            message_ts=message_ts,
+            thread_ts=message.get("thread_ts"),
+        )
+        payload = payloads.message_action(
+            self.team,
+            self._actor(user_id, channel_id),
+            callback_id=callback_id,
+            message=message,
+            response_url=response_url,
+            trigger_id=trigger,
+        )
+        result = await self._interactive(payload, retry_num=None, via=via)
+        return _with_context(result, response_url, trigger)
+
     async def view_submission(
         self,
         callback_id: str,

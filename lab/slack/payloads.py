@@ -139,6 +139,33 @@ def block_actions(
     }
 
 
+def message_action(
+    team: Team,
+    actor: Actor,
+    *,
+    callback_id: str,
+    message: dict[str, Any],
+    response_url: str,
+    trigger_id: str,
+) -> dict[str, Any]:
+    """A ``message_action`` payload: a message shortcut chosen on ``message``."""
+    return {
+        "type": "message_action",
+        "callback_id": callback_id,
+        "user": _user(team, actor),
+        "api_app_id": team.app_id,
+        "token": team.verification_token,
+        "trigger_id": trigger_id,
+        "team": {"id": team.team_id, "domain": team.team_domain},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": actor.channel_id, "name": actor.channel_name},
+        "message": message,
+        "message_ts": message["ts"],
+        "response_url": response_url,
+    }
+
+
 def view_submission(
     team: Team, actor: Actor, *, view: dict[str, Any], trigger_id: str
 ) -> dict[str, Any]:

@@ -24,7 +24,7 @@ BURST = ("s3-throttling", "burst")
 SUSTAINED = ("s3-throttling", "sustained")
 RUNBOOK = "s3-throttling"
 WORKLOAD_PATH = "/apis/apps/v1/namespaces/streamhouse/deployments/streamhouse-agent"
-FAST = {"bot_verify_delays_s": "1,20"}  # the last run comes after ``time_passes``
+FAST = {"bot_verify_delays_s": "1,14"}  # the last run comes after ``time_passes``
 ALLOWED = re.compile(r"allowed (\d+)% of PUTs")
 
 
@@ -58,13 +58,13 @@ def time_passes(lab: Lab, hours: float = 1.5) -> None:
     prometheus.start()
 
 
-async def resolved(flow: Flow, root_ts: str, timeout: float = 60) -> None:
+async def resolved(flow: Flow, root_ts: str, within_s: float = 60) -> None:
     """Wait until the incident's root message says resolved."""
 
     def done() -> bool:
         return "resolved" in str(flow.slack.message(CHANNEL, root_ts) or {}).lower()
 
-    await flow.slack.async_wait_for(done, timeout=timeout)
+    await flow.slack.async_wait_for(done, timeout=within_s)
 
 
 async def verifications(flow: Flow) -> list[str]:

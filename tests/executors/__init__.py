@@ -1,0 +1,1 @@
+"""Unit tests of the executors (their pure decisions and previews)."""
