@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,48 +39,11 @@ from bot.models import Status
 from bot.profiles import profile_named
 from bot.runtime import BotRuntime
 from bot.settings import Settings
-from bot.sources.base import Prometheus, Sample, Series
-from bot.sources.factory import SourceSet
+from lab.query_count import counted
 from lab.slack import SlackEmulator
 from lab.slack.faults import DEFAULT_BURST, DEFAULT_PER_SECOND
 
 POSTING_METHODS = ("chat.postMessage", "files.completeUploadExternal")
-
-
-@dataclass
-class CountingPrometheus:
-    """The bot's Prometheus source, counting every query made through it."""
-
-    inner: Prometheus
-    instants: list[str] = field(default_factory=list)
-    ranges: list[str] = field(default_factory=list)
-
-    async def instant(self, query: str) -> list[Sample]:
-        """Count, then ask the real source."""
-        self.instants.append(query)
-        return await self.inner.instant(query)
-
-    async def range(
-        self, query: str, *, start: datetime, end: datetime, step: timedelta
-    ) -> list[Series]:
-        """Count, then ask the real source."""
-        self.ranges.append(query)
-        return await self.inner.range(query, start=start, end=end, step=step)
-
-
-def counted(deps: Deps) -> tuple[Deps, CountingPrometheus]:
-    """``deps`` whose Prometheus counts its queries."""
-    sources = deps.sources.sources
-    assert sources.prometheus is not None
-    counter = CountingPrometheus(sources.prometheus)
-    source_set = SourceSet(
-        prometheus=counter,
-        kubernetes=sources.kubernetes,  # type: ignore[arg-type]
-        metadata=sources.metadata,  # type: ignore[arg-type]
-        objects=sources.objects,  # type: ignore[arg-type]
-        registry=sources.registry,  # type: ignore[arg-type]
-    )
-    return replace(deps, sources=source_set), counter
 
 
 def due_digests(channels: list[str]) -> list[DueDigest]:

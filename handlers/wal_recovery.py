@@ -117,8 +117,11 @@ def pod_wal_verdict(wal: PodWal) -> tuple[Status, str]:
             Status.CRITICAL,
             f"{size_text(total)} of WAL (> {size_text(WAL_TOTAL_CRITICAL_BYTES)})",
         )
-    sizes = sorted(f.size_bytes for f in wal.files)
-    biggest = max(wal.files, key=lambda f: f.size_bytes, default=None)
+    # The outlier rule is about live WAL: a renamed file (``.old`` after WAL-A3) waits for
+    # deletion (RP-A4) and only counts towards the total.
+    live = [f for f in wal.files if not f.name.endswith(".old")]
+    sizes = sorted(f.size_bytes for f in live)
+    biggest = max(live, key=lambda f: f.size_bytes, default=None)
     if biggest and len(sizes) > 1 and biggest.size_bytes >= WAL_OUTLIER_MIN_BYTES:
         rest = statistics.median(sizes[:-1]) or 1
         if biggest.size_bytes > WAL_OUTLIER_FACTOR * rest:

@@ -54,6 +54,7 @@ log = logging.getLogger("bot.alerts")
 POLL_S = 0.05
 IDLE_POLL_S = 0.25
 NOTE_EVERY_S = 10.0
+EDIT_EVERY_S = 15.0  # a storm's summary edits, per incident (resolution edits at once)
 STALE_DIAGNOSIS_S = 300
 MAX_DIAGNOSES = 4
 RESOLVER = "alertmanager"
@@ -68,7 +69,10 @@ _CLAIM = """
          AND NOT EXISTS (SELECT 1 FROM channel_pace p
                          WHERE p.channel = i.channel AND p.next_post_at > now()))
         OR (i.summary_ts IS NOT NULL
-            AND i.alerts_changed_at > coalesce(i.alerts_posted_at, '-infinity'))
+            AND i.alerts_changed_at > coalesce(i.alerts_posted_at, '-infinity')
+            AND (coalesce(i.summary_edited_at, '-infinity') < now() - make_interval(secs => %s)
+                 OR NOT EXISTS (SELECT 1 FROM alerts a
+                                WHERE a.incident_id = i.id AND a.status = 'firing')))
       )
     ORDER BY (i.summary_ts IS NULL) DESC, i.severity_rank DESC, i.opened_at
     LIMIT 1
@@ -85,7 +89,9 @@ _REPOINT_OUTBOX = """
     WHERE thread_ts IS NULL AND posted_ts IS NULL
       AND event_id IN (SELECT id FROM audit_events WHERE incident_id = %s)
 """
-_POSTED_UP_TO = "UPDATE incidents SET alerts_posted_at = %s WHERE id = %s"
+_POSTED_UP_TO = """
+    UPDATE incidents SET alerts_posted_at = %s, summary_edited_at = now() WHERE id = %s
+"""
 _NOTED = "UPDATE incidents SET alerts_noted_at = now() WHERE id = %s"
 _CLAIM_DIAGNOSIS = """
     UPDATE incidents SET diagnosis_state = 'running', diagnosis_claimed_at = now()
@@ -168,7 +174,7 @@ class AlertPoster:
         return True
 
     async def _post_summary(self, conn: Connection, claimed: Claimed) -> None:
-        if not await self._pace.take(claimed.channel):
+        if not await self._pace.take(claimed.channel, root=True):
             return
         incident = await self._incidents.get(claimed.id)
         assert incident is not None  # noqa: S101 -- the row is locked by this transaction
@@ -284,7 +290,7 @@ class AlertPoster:
 
 async def _claim(conn: Connection) -> Claimed | None:
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(_CLAIM)
+    await cursor.execute(_CLAIM, (EDIT_EVERY_S,))
     row = await cursor.fetchone()
     if row is None:
         return None

@@ -105,6 +105,8 @@ class Intake:
     changed: int = 0
     opened: list[str] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
+    ranks: dict[str, int] = field(default_factory=dict)  # highest severity seen per incident
+    groups: dict[str, str] = field(default_factory=dict)  # group key → incident, this delivery
 
 
 @dataclass(frozen=True)
@@ -137,41 +139,61 @@ class AlertStore:
         self._group_by = tuple(group_by)
 
     async def accept(self, alerts: Sequence[IncomingAlert], place: Place) -> Intake:
-        """Store a delivery's alerts and group them; all or nothing."""
+        """Store a delivery's alerts and group them; all or nothing. Each incident touched
+        is marked changed once, in id order (concurrent deliveries never deadlock)."""
         intake = Intake()
         async with self._db.pool.connection() as conn, conn.transaction():
             for alert in alerts:
                 await self._accept_one(conn, alert, place, intake)
+            for incident_id in sorted(intake.touched):
+                await conn.execute(_MARK_CHANGED, (intake.ranks[incident_id], incident_id))
         return intake
 
     async def _accept_one(
         self, conn: Connection, alert: IncomingAlert, place: Place, intake: Intake
     ) -> None:
         starts_at = alert.starts_at or EPOCH
-        for _ in range(3):  # a concurrent first delivery of the same alert: update it then
-            cursor = await conn.execute(
-                _UPDATE_ALERT,
-                (
-                    alert.status,
-                    Jsonb(dict(alert.annotations)),
-                    alert.status,
-                    alert.fingerprint,
-                    starts_at,
-                ),
-            )
-            updated = await cursor.fetchone()
-            if updated is not None:
-                incident_id, old_status = updated
-                if old_status == alert.status:
-                    intake.repeats += 1
+        # A firing alert is usually new, a resolved one usually known: try the likely step
+        # first. Losing a race with a concurrent first delivery makes the other step apply.
+        if alert.status == "firing":
+            steps = (self._insert, self._update)
+        else:
+            steps = (self._update, self._insert)
+        for _ in range(2):
+            for step in steps:
+                if await step(conn, alert, starts_at, place, intake):
                     return
-                intake.changed += 1
-                if incident_id is not None:
-                    await self._changed(conn, incident_id, alert, intake)
-                return
-            if await self._insert(conn, alert, starts_at, place, intake):
-                return
         raise RuntimeError(f"alert {alert.fingerprint} could neither be stored nor updated")
+
+    async def _update(
+        self,
+        conn: Connection,
+        alert: IncomingAlert,
+        starts_at: datetime,
+        place: Place,
+        intake: Intake,
+    ) -> bool:
+        cursor = await conn.execute(
+            _UPDATE_ALERT,
+            (
+                alert.status,
+                Jsonb(dict(alert.annotations)),
+                alert.status,
+                alert.fingerprint,
+                starts_at,
+            ),
+        )
+        updated = await cursor.fetchone()
+        if updated is None:
+            return False
+        incident_id, old_status = updated
+        if old_status == alert.status:
+            intake.repeats += 1
+            return True
+        intake.changed += 1
+        if incident_id is not None:
+            self._changed(incident_id, alert, intake)
+        return True
 
     async def _insert(
         self,
@@ -204,7 +226,7 @@ class AlertStore:
             return False
         intake.stored += 1
         if incident_id is not None:
-            await self._changed(conn, incident_id, alert, intake)
+            self._changed(incident_id, alert, intake)
         return True
 
     async def _incident_for(
@@ -216,10 +238,13 @@ class AlertStore:
         intake: Intake,
     ) -> str | None:
         key = group_key(alert, runbook, self._group_by)
+        if key in intake.groups:
+            return intake.groups[key]
         cursor = await conn.execute(_OPEN_OF_GROUP, (key,))
         found = await cursor.fetchone()
         if found is not None:
-            return str(found[0])
+            intake.groups[key] = str(found[0])
+            return intake.groups[key]
         if alert.status == "resolved":
             return None  # a resolved alert never opens an incident
         rank = severity_rank(alert)
@@ -244,8 +269,12 @@ class AlertStore:
         if opened is None:  # another delivery opened it a moment ago
             cursor = await conn.execute(_OPEN_OF_GROUP, (key,))
             found = await cursor.fetchone()
-            return None if found is None else str(found[0])
+            if found is None:
+                return None
+            intake.groups[key] = str(found[0])
+            return intake.groups[key]
         incident_id = str(opened[0])
+        intake.groups[key] = incident_id
         intake.opened.append(incident_id)
         body = {
             "text": f"{incident_id} opened by alert {alert.alertname}: {title}",
@@ -263,11 +292,10 @@ class AlertStore:
         )
         return incident_id
 
-    async def _changed(
-        self, conn: Connection, incident_id: str, alert: IncomingAlert, intake: Intake
-    ) -> None:
-        await conn.execute(_MARK_CHANGED, (severity_rank(alert), incident_id))
+    @staticmethod
+    def _changed(incident_id: str, alert: IncomingAlert, intake: Intake) -> None:
         intake.touched.add(incident_id)
+        intake.ranks[incident_id] = max(intake.ranks.get(incident_id, 0), severity_rank(alert))
 
     async def summary(self, incident_id: str, lines: int = 5) -> AlertSummary:
         """Counts and the first few alerts of an incident (firing first, newest first)."""

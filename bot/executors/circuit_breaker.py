@@ -1,13 +1,12 @@
 """Circuit-breaker remediations: CB-A1 (watch recovery), CB-A2 (restart), CB-A3 (throttle).
 
-Also the pieces the s3-throttling executors share: ``WatchChecks`` (a read-only watch of
-some checks) and the agent-env helpers (read the workload's env, say what moved, describe
-a rolling env change).
+Also ``WatchChecks`` (a read-only watch of some checks), which the s3-throttling executors
+share; the agent-env helpers are in ``bot.executors.common``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,9 +21,19 @@ from bot.executors.base import (
     Watch,
     params_of,
 )
+from bot.executors.common import (
+    agent_env_moved,
+    agent_pod_names,
+    cluster,
+    env_rollback,
+    env_text,
+    kubernetes_of,
+    pods_text,
+    set_previewed_env,
+)
+from bot.executors.common import env_moved as env_moved  # tests read it here
 from bot.profiles import Profile
 from bot.settings import Settings
-from bot.sources.base import Kubernetes, WorkloadInfo
 from bot.sources.kubernetes_actions import RESTARTED_AT
 from handlers.base import CheckContext
 from handlers.circuit_breaker import S3_PREFIX_PUT_LIMIT, TUNED_PUT_RATE
@@ -32,7 +41,6 @@ from handlers.s3_throttling import configured_put_limit
 
 THROTTLE_ENABLED = "THROTTLE_ENABLED"
 THROTTLE_PUT_RATE = "THROTTLE_PUT_RATE"
-UNSET = "unset"
 
 
 # -- shared: watches --------------------------------------------------------------------------
@@ -84,49 +92,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s" if seconds < 60 else f"{seconds / 60:g} min"
 
 
-# -- shared: the agent workload's env ---------------------------------------------------------
-def kubernetes_of(ctx: ActionContext) -> Kubernetes:
-    """The Kubernetes reader (a configured writer implies a configured cluster)."""
-    ctx.writers.require_kubernetes()
-    kubernetes = ctx.sources.kubernetes
-    if kubernetes is None:
-        raise BotError("The bot has no Kubernetes API configured, so it cannot run this.")
-    return kubernetes
-
-
-def env_moved(before: Mapping[str, str | None], env: Mapping[str, str]) -> str | None:
-    """What moved in ``env`` since ``before`` was read ("THROTTLE_PUT_RATE is now 2800, was
-    3000"), or None."""
-    for name, value in sorted(before.items()):
-        if env.get(name) != value:
-            return f"{name} is now {env.get(name) or UNSET}, was {value or UNSET}"
-    return None
-
-
-def env_text(env: Mapping[str, str | None]) -> str:
-    """``A=1, B=unset``."""
-    return ", ".join(f"{name}={value or UNSET}" for name, value in sorted(env.items()))
-
-
-def env_rollback(workload: WorkloadInfo, before: Mapping[str, str | None]) -> str:
-    """How to put the env back (and that it rolls the pods again)."""
-    kind = workload.kind.lower()
-    restore = [f"{name}={value}" for name, value in sorted(before.items()) if value is not None]
-    remove = [f"{name}-" for name, value in sorted(before.items()) if value is None]
-    command = " ".join(restore + remove)
-    return f"kubectl set env {kind}/{workload.name} {command} (rolls the agent pods again)"
-
-
-def pods_text(pods: Sequence[str]) -> str:
-    """``3 pods: a, b, c``."""
-    return f"{len(pods)} pods: {', '.join(pods) or 'none'}"
-
-
-async def agent_pod_names(kubernetes: Kubernetes) -> list[str]:
-    """The agent pods running now, sorted."""
-    return sorted(pod.name for pod in await kubernetes.agent_pods())
-
-
 # -- CB-A2 ------------------------------------------------------------------------------------
 
 
@@ -137,11 +102,9 @@ class RestartAgents:
         return timedelta(seconds=settings.bot_restart_cooldown_s)
 
     async def preview(self, ctx: ActionContext) -> Preview:
-        writer = ctx.writers.require_kubernetes()
-        kubernetes = ctx.sources.kubernetes
-        assert kubernetes is not None  # noqa: S101 -- a writer implies a configured cluster
+        writer, kubernetes = cluster(ctx)
         workload = await kubernetes.agent_workload()
-        pods = sorted(pod.name for pod in await kubernetes.agent_pods())
+        pods = await agent_pod_names(kubernetes)
         current = workload.annotations.get(RESTARTED_AT) or "never restarted"
         return Preview(
             key=f"{workload.kind}/{workload.name}",
@@ -237,18 +200,13 @@ class EnableThrottling:
         )
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
-        before = params_of(request).get("before") or {}
-        workload = await kubernetes_of(ctx).agent_workload()
-        return env_moved(before, workload.env)
+        return await agent_env_moved(ctx, request)
 
     async def execute(self, ctx: ActionContext, request: ActionRequest) -> Outcome:
-        params = params_of(request)
-        env = {str(name): str(value) for name, value in (params.get("env") or {}).items()}
-        # Absolute values: a retry finds them set, and Kubernetes starts no second rollout.
-        await ctx.writers.require_kubernetes().set_agent_env(str(params["container"]), env)
+        env, before = await set_previewed_env(ctx, request)
         return Outcome(
             f"set {env_text(env)} on {request.target}; the agent pods roll with it",
-            {"env": dict(env), "before": dict(params.get("before") or {})},
+            {"env": dict(env), "before": before},
         )
 
 

@@ -28,9 +28,9 @@ from bot.executors.base import (
     Preview,
     params_of,
 )
+from bot.executors.common import cluster
 from bot.settings import Settings
 from bot.sources.base import Kubernetes, PodInfo, PvcInfo, WorkloadInfo
-from bot.sources.kubernetes_actions import KubernetesActions
 from handlers.resource_model import (
     DISK_CRITICAL_RATIO,
     MEMORY_LIMIT_CEILING_BYTES,
@@ -48,13 +48,6 @@ def quantity(size: int) -> str:
     if size % MIB == 0:
         return f"{size // MIB}Mi"
     return str(size)
-
-
-def _cluster(ctx: ActionContext) -> tuple[KubernetesActions, Kubernetes]:
-    writer = ctx.writers.require_kubernetes()
-    kubernetes = ctx.sources.kubernetes
-    assert kubernetes is not None  # noqa: S101 -- a writer implies a configured cluster
-    return writer, kubernetes
 
 
 def _names(pods: Sequence[PodInfo]) -> str:
@@ -86,7 +79,7 @@ class RaiseMemoryLimit:
         return timedelta(seconds=settings.bot_restart_cooldown_s)  # it rolls every agent pod
 
     async def preview(self, ctx: ActionContext) -> Preview:
-        writer, kubernetes = _cluster(ctx)
+        writer, kubernetes = cluster(ctx)
         workload, pods = await asyncio.gather(kubernetes.agent_workload(), kubernetes.agent_pods())
         current, new = memory_limit_change(workload)
         container = await writer.agent_container()
@@ -111,7 +104,7 @@ class RaiseMemoryLimit:
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
         was = int(params_of(request)["from_bytes"])
-        now = (await _cluster(ctx)[1].agent_workload()).memory_limit_bytes
+        now = (await cluster(ctx)[1].agent_workload()).memory_limit_bytes
         if now == was:
             return None
         shown = quantity(now) if now is not None else "unset"
@@ -138,7 +131,7 @@ class ScaleAgentsOut:
         return NO_COOLDOWN  # an absolute count; ``changed`` refuses a second +1 on the same count
 
     async def preview(self, ctx: ActionContext) -> Preview:
-        writer, kubernetes = _cluster(ctx)
+        writer, kubernetes = cluster(ctx)
         workload = await kubernetes.agent_workload()
         replicas = workload.replicas
         if replicas + 1 > MAX_AGENT_REPLICAS:
@@ -159,7 +152,7 @@ class ScaleAgentsOut:
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
         was = int(params_of(request)["from"])
-        now = (await _cluster(ctx)[1].agent_workload()).replicas
+        now = (await cluster(ctx)[1].agent_workload()).replicas
         return None if now == was else f"the agents now have {now} replicas, was {was}"
 
     async def execute(self, ctx: ActionContext, request: ActionRequest) -> Outcome:
@@ -228,7 +221,7 @@ class GrowWalClaims:
         return NO_COOLDOWN  # absolute sizes; ``changed`` refuses growing a claim twice
 
     async def preview(self, ctx: ActionContext) -> Preview:
-        writer, kubernetes = _cluster(ctx)
+        writer, kubernetes = cluster(ctx)
         claims = await full_claims(kubernetes)
         if not claims:
             raise BotError(
@@ -251,7 +244,7 @@ class GrowWalClaims:
         )
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
-        sizes = {pvc.name: claim_size(pvc) for pvc in await _cluster(ctx)[1].pvcs()}
+        sizes = {pvc.name: claim_size(pvc) for pvc in await cluster(ctx)[1].pvcs()}
         for entry in params_of(request)["claims"]:
             now, was = sizes.get(entry["name"]), int(entry["from_bytes"])
             if now != was:

@@ -38,6 +38,7 @@ from bot.executors.base import (
     Preview,
     params_of,
 )
+from bot.executors.common import cluster
 from bot.models import Risk
 from bot.settings import Settings
 from bot.sources.base import SchemaRegistry
@@ -260,9 +261,7 @@ class RestartRegistry:
     async def preview(self, ctx: ActionContext) -> Preview:
         if ctx.profile.name == "upstream":
             raise BotError(UPSTREAM_HAS_NO_REGISTRY_WORKLOAD)
-        writer = ctx.writers.require_kubernetes()
-        kubernetes = ctx.sources.kubernetes
-        assert kubernetes is not None  # noqa: S101 -- a writer implies a configured cluster
+        writer, kubernetes = cluster(ctx)
         name = ctx.profile.registry_workload
         pods = sorted(pod.name for pod in await kubernetes.registry_pods())
         if not pods:

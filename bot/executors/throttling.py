@@ -13,14 +13,15 @@ from datetime import timedelta
 from bot.approvals import ActionRequest
 from bot.errors import BotError
 from bot.executors.base import NO_COOLDOWN, ActionContext, Executor, Outcome, Preview, params_of
-from bot.executors.circuit_breaker import (
-    THROTTLE_PUT_RATE,
-    WatchChecks,
+from bot.executors.circuit_breaker import THROTTLE_PUT_RATE, WatchChecks
+from bot.executors.common import (
+    UNSET,
+    agent_env_moved,
     agent_pod_names,
-    env_moved,
     env_rollback,
     kubernetes_of,
     pods_text,
+    set_previewed_env,
 )
 from bot.models import Diagnosis
 from bot.settings import Settings
@@ -98,20 +99,14 @@ class RaisePutLimit:
         )
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
-        before = params_of(request).get("before") or {}
-        workload = await kubernetes_of(ctx).agent_workload()
-        return env_moved(before, workload.env)
+        return await agent_env_moved(ctx, request)
 
     async def execute(self, ctx: ActionContext, request: ActionRequest) -> Outcome:
-        params = params_of(request)
-        env = {str(name): str(value) for name, value in (params.get("env") or {}).items()}
-        # An absolute value: a retry finds it set and Kubernetes starts no second rollout.
-        await ctx.writers.require_kubernetes().set_agent_env(str(params["container"]), env)
-        before = (params.get("before") or {}).get(THROTTLE_PUT_RATE)
+        env, before = await set_previewed_env(ctx, request)
         return Outcome(
-            f"{THROTTLE_PUT_RATE} {before or 'unset'} -> {env[THROTTLE_PUT_RATE]} on "
-            f"{request.target}; the agent pods roll with it",
-            {"env": dict(env), "before": dict(params.get("before") or {})},
+            f"{THROTTLE_PUT_RATE} {before.get(THROTTLE_PUT_RATE) or UNSET} -> "
+            f"{env[THROTTLE_PUT_RATE]} on {request.target}; the agent pods roll with it",
+            {"env": dict(env), "before": before},
         )
 
 

@@ -47,12 +47,29 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     yield from started_lab(pg_server, SCENARIO)
 
 
+def switched(lab: Lab, scenario: tuple[str, str], *, metrics: bool = True) -> Lab:
+    """The lab freshly in ``scenario``, with an empty request log (``metrics=False``: see
+    ``Lab.switch``)."""
+    lab.switch(*scenario, metrics=metrics)
+    lab.kubernetes.clear_requests()
+    return lab
+
+
 @pytest.fixture
 def fresh_lab(lab: Lab) -> Lab:
     """The lab back in the scenario (a previous test may have restarted the agents)."""
-    lab.switch(*SCENARIO)
-    lab.kubernetes.clear_requests()
-    return lab
+    return switched(lab, SCENARIO)
+
+
+def requests_of(lab: Lab, method: str) -> list[str]:
+    """The paths of the lab Kubernetes API's requests with ``method``."""
+    return [r.path for r in lab.kubernetes.requests if r.method == method]
+
+
+def writes(lab: Lab) -> list[tuple[str, str]]:
+    """(method, path) of every request to the Kubernetes API that was not a read (exec is
+    checked by the state it changed)."""
+    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
 
 
 @dataclass
@@ -167,6 +184,60 @@ class Flow:
         """Run one statement against the bot's database (to set up a precondition)."""
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
             await conn.execute(query, params)
+
+    async def request(
+        self, action: str, runbook: str, command: str | None = None
+    ) -> tuple[str, str]:
+        """Diagnose (``command``, else ``diagnose <runbook>``), click ``action`` and submit
+        the modal: (incident root ts, request id)."""
+        root_ts, buttons_ts = await self.diagnose(command or f"diagnose {runbook}", action)
+        await self.click_request(buttons_ts, action=action, runbook=runbook)
+        return root_ts, await self.submit_request(root_ts)
+
+
+async def resolved(flow: Flow, root_ts: str, within_s: float = 60) -> None:
+    """Wait until the incident's root message says resolved."""
+
+    def done() -> bool:
+        return "resolved" in str(flow.slack.message(CHANNEL, root_ts) or {}).lower()
+
+    await flow.slack.async_wait_for(done, timeout=within_s)
+
+
+async def verification_bodies(flow: Flow) -> list[dict[str, Any]]:
+    """The bodies of every ``action.verification`` audit event, oldest first."""
+    async with await psycopg.AsyncConnection.connect(flow.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT body FROM audit_events WHERE kind = 'action.verification' ORDER BY id"
+        )
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def verifications(flow: Flow, count: int = 1) -> list[str]:
+    """The texts of the ``action.verification`` audit events, once there are ``count``
+    (for at most 30 s)."""
+
+    async def texts() -> list[str]:
+        return [t for kind, _, t in await flow.audit_kinds() if kind == "action.verification"]
+
+    for _ in range(300):
+        found = await texts()
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} verifications: {await texts()}")
+
+
+async def final_verification(flow: Flow, *, or_fixed: bool = False) -> dict[str, Any]:
+    """The deciding verification's body, once it is recorded: the final run's (``or_fixed``:
+    or the run that found the fix, after which no more run)."""
+    for _ in range(100):
+        bodies = await verification_bodies(flow)
+        deciding = [b for b in bodies if b["final"] or (or_fixed and b["fixed"])]
+        if deciding:
+            return deciding[-1]
+        await asyncio.sleep(0.3)
+    raise AssertionError("no deciding verification within 30 s")
 
 
 @asynccontextmanager

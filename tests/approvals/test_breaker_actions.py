@@ -11,15 +11,15 @@ import pytest
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
-from tests.approvals.conftest import Flow, running_flow, started_lab
-from tests.approvals.test_throttling_actions import (
-    WORKLOAD_PATH,
+from tests.approvals.conftest import (
     resolved,
+    running_flow,
+    started_lab,
     switched,
-    time_passes,
     verifications,
     writes,
 )
+from tests.approvals.test_throttling_actions import WORKLOAD_PATH
 
 THROTTLING = ("circuit-breaker-open", "throttling-10m")
 RUNBOOK = "circuit-breaker"
@@ -31,13 +31,6 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     yield from started_lab(pg_server, THROTTLING)
 
 
-async def request_action(flow: Flow, action: str) -> tuple[str, str]:
-    """Diagnose the circuit breaker, click ``action``, submit: (root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose(f"diagnose {RUNBOOK}", action)
-    await flow.click_request(buttons_ts, action=action, runbook=RUNBOOK)
-    return root_ts, await flow.submit_request(root_ts)
-
-
 async def test_watching_auto_recovery_sees_the_breakers_close_and_resolves(
     lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
 ) -> None:
@@ -46,7 +39,7 @@ async def test_watching_auto_recovery_sees_the_breakers_close_and_resolves(
     switched(lab, THROTTLING)
     watch = {"bot_watch_interval_s": 0.3, "bot_watch_window_s": 20}
     async with running_flow(lab, slack_emulator, database_url, **watch) as flow:
-        root_ts, _ = await request_action(flow, "CB-A1")
+        root_ts, _ = await flow.request("CB-A1", RUNBOOK)
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
         assert row["result"]["watch"] == {"checks": ["CB-1"], "window_s": 180.0}
         assert "read-only" in str(slack_emulator.views[0])
@@ -70,7 +63,7 @@ async def test_enabling_throttling_tunes_the_put_rate_down_and_s3_recovers(
     true); the agents roll, S3 stops throttling, the breakers close and CB-1/CB-4 verify."""
     switched(lab, THROTTLING)
     async with running_flow(lab, slack_emulator, database_url, bot_verify_delays_s="1,14") as flow:
-        root_ts, _ = await request_action(flow, "CB-A3")
+        root_ts, _ = await flow.request("CB-A3", RUNBOOK)
         view = str(slack_emulator.views[0])
         assert "THROTTLE_PUT_RATE=3000" in view
         assert "THROTTLE_PUT_RATE=2500" in view
@@ -81,7 +74,7 @@ async def test_enabling_throttling_tunes_the_put_rate_down_and_s3_recovers(
         assert lab.world.agent_workload.env["THROTTLE_PUT_RATE"] == "2500"
         assert lab.world.s3_fault is None
         assert {agent.breaker_state for agent in lab.world.agents} == {0}
-        await asyncio.to_thread(time_passes, lab)
+        await asyncio.to_thread(lab.time_passes)
         await resolved(flow, root_ts)
         texts = await verifications(flow)
         assert "CB-1 ok" in texts[-1]

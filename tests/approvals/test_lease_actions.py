@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +18,11 @@ from tests.approvals.conftest import (
     CHANNEL,
     REQUESTER,
     Flow,
+    requests_of,
     running_flow,
     started_lab,
+    switched,
+    verifications,
 )
 
 RUNBOOK = "lease-conflicts"
@@ -34,11 +36,9 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     yield from started_lab(pg_server, ("lease-conflict", "dead-holder"))
 
 
-def switched(lab: Lab, variant: str) -> Lab:
+def switched_to(lab: Lab, variant: str) -> Lab:
     """The lab in ``lease-conflict/<variant>`` with an empty request log."""
-    lab.switch("lease-conflict", variant, metrics=False)
-    lab.kubernetes.clear_requests()
-    return lab
+    return switched(lab, ("lease-conflict", variant), metrics=False)
 
 
 def lease(lab: Lab, topic: str, partition: int) -> tuple[str, int]:
@@ -61,11 +61,6 @@ def expire_leases_of_gone_agents(lab: Lab) -> None:
             "UPDATE partition_leases SET lease_expires_at = 0 WHERE agent_id <> ALL(%s)", (live,)
         )
     lab.tick()
-
-
-def requests_of(lab: Lab, method: str) -> list[str]:
-    """The paths of the lab Kubernetes API's requests with ``method``."""
-    return [r.path for r in lab.kubernetes.requests if r.method == method]
 
 
 def replies(flow: Flow) -> list[tuple[str, dict[str, Any]]]:
@@ -105,18 +100,6 @@ async def request_action(
     return root_ts, await flow.submit_request(root_ts)
 
 
-async def verification_texts(flow: Flow, count: int) -> list[str]:
-    """The verification audit texts, once at least ``count`` are recorded."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while asyncio.get_running_loop().time() < deadline:
-        kinds = await flow.audit_kinds()
-        texts = [text for kind, _, text in kinds if kind == "action.verification"]
-        if len(texts) >= count:
-            return texts
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"fewer than {count} verifications were recorded")
-
-
 async def thread_says(flow: Flow, text: str) -> None:
     """Wait until a message of the channel or its threads contains ``text``."""
 
@@ -144,7 +127,7 @@ async def test_lease_reset_expires_the_approved_lease_and_a_live_agent_takes_it(
     """Each dead-holder lease, picked by the incident's target and approved by Bob, is
     expired by one guarded UPDATE; a live agent takes it (a higher epoch) and nothing else
     moves; the verification then finds LC-1 ok."""
-    switched(lab, "dead-holder")
+    switched_to(lab, "dead-holder")
     dead = lab.world.agents[2].agent_id
     live = {agent.agent_id for agent in lab.world.agents[:2]}
     held = [(x.topic, x.partition, x.epoch) for x in lab.world.leases if x.holder == dead]
@@ -166,7 +149,7 @@ async def test_lease_reset_expires_the_approved_lease_and_a_live_agent_takes_it(
             now = {(x.topic, x.partition): x.holder for x in lab.world.leases}
             moved = {key for key in now if now[key] != others.get(key)}
             assert moved == {(topic, partition)}
-            texts = await verification_texts(flow, 2 * (index + 1))
+            texts = await verifications(flow, 2 * (index + 1))
         assert "LC-1 ok" in texts[-1]
     assert requests_of(lab, "PATCH") == requests_of(lab, "DELETE") == []
 
@@ -176,7 +159,7 @@ async def test_lease_reset_refuses_an_ambiguous_target_and_a_lease_that_moved(
 ) -> None:
     """Two dead-holder leases and no target: no modal, a hint to name the partition. With
     a target, a lease a live agent took after the request is refused as a changed state."""
-    switched(lab, "dead-holder")
+    switched_to(lab, "dead-holder")
     dead = lab.world.agents[2].agent_id
     topic, partition, epoch = next(
         (x.topic, x.partition, x.epoch) for x in lab.world.leases if x.holder == dead
@@ -212,7 +195,7 @@ async def test_restart_deletes_one_conflicting_pod_then_the_cooldown_refuses(
 ) -> None:
     """Fighting agents: Alice's request (medium) deletes exactly the noisiest agent pod, the
     Deployment replaces it, the verification runs; a second restart within 10 min is refused."""
-    switched(lab, "fighting")
+    switched_to(lab, "fighting")
     for _ in range(3):
         lab.tick()  # a few rounds of the fight
     pods_before = {agent.pod for agent in lab.world.agents}
@@ -224,7 +207,7 @@ async def test_restart_deletes_one_conflicting_pod_then_the_cooldown_refuses(
         assert requests_of(lab, "DELETE") == [f"/api/v1/namespaces/streamhouse/pods/{pod}"]
         assert pod not in {agent.pod for agent in lab.world.agents}
         assert len(lab.world.agents) == 3
-        assert await verification_texts(flow, 1)
+        assert await verifications(flow, 1)
         await request_action(flow, "LC-A2")
         again = await flow.wait_row(lambda r: refused(r) and r["id"] != row["id"])
         assert re.search(r"cooldown ends at \d\d:\d\d:\d\d UTC", again["result"]["refused"])
@@ -238,7 +221,7 @@ async def test_scale_to_one_records_n_and_scales_back_only_once_ownership_is_sta
     """Scale down (Bob approves): N=3 recorded on the Deployment, one agent left. The
     scale-back is refused while the stopped agents' leases block partitions; once they
     expired and the agent took them, LC-A3 scales back to 3 and removes the record."""
-    switched(lab, "fighting")
+    switched_to(lab, "fighting")
     lab.tick()
     async with running_flow(lab, slack_emulator, database_url, **FAST) as flow:
         root_ts, request_id = await request_action(flow, "LC-A3")

@@ -10,7 +10,6 @@ restore the mode).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,14 @@ import pytest
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
-from tests.approvals.conftest import APPROVER, Flow, running_flow, started_lab
+from tests.approvals.conftest import (
+    APPROVER,
+    running_flow,
+    started_lab,
+    switched,
+    verifications,
+    writes,
+)
 
 SCENARIO = ("schema-incompatible", "default")
 RUNBOOK = "schema-registry"
@@ -36,36 +42,12 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
 @pytest.fixture
 def fresh_lab(lab: Lab) -> Lab:
     """The lab back in the scenario, with an empty request log."""
-    lab.switch(*SCENARIO)
-    lab.kubernetes.clear_requests()
-    return lab
-
-
-def writes(lab: Lab) -> list[tuple[str, str]]:
-    """(method, path) of every request to the Kubernetes API that was not a read."""
-    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
+    return switched(lab, SCENARIO)
 
 
 def mode_changes(lab: Lab) -> list[str]:
     """The registry's log lines of subject mode changes for orders-value."""
     return [line.text for line in lab.world.registry_logs if CONFIG_LINE in line.text]
-
-
-async def verification_texts(flow: Flow) -> list[str]:
-    """The texts of the ``action.verification`` events, once the first one is there."""
-    for _ in range(300):
-        found = [t for kind, _, t in await flow.audit_kinds() if kind == "action.verification"]
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError("no verification ran")
-
-
-async def requested(flow: Flow, action: str) -> tuple[str, str]:
-    """Diagnose topic orders, click ``action``, submit: (root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose(DIAGNOSE, action)
-    await flow.click_request(buttons_ts, action=action, runbook=RUNBOOK)
-    return root_ts, await flow.submit_request(root_ts)
 
 
 async def test_mode_to_none_needs_a_second_approver_then_the_schema_registers(
@@ -74,7 +56,7 @@ async def test_mode_to_none_needs_a_second_approver_then_the_schema_registers(
     """SR-A1 shows BACKWARD → NONE, waits for Bob, then one PUT /config/orders-value: the
     refused schema registers as v3 and the verification runs (and says not fixed)."""
     async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
-        root_ts, request_id = await requested(flow, "SR-A1")
+        root_ts, request_id = await flow.request("SR-A1", RUNBOOK, DIAGNOSE)
         view = str(slack_emulator.views[0])
         assert "BACKWARD" in view
         assert "NONE" in view
@@ -92,7 +74,7 @@ async def test_mode_to_none_needs_a_second_approver_then_the_schema_registers(
         assert len(world.subjects["orders-value"].versions) == 3
         assert world.pending_schema is None
         assert writes(fresh_lab) == []
-        text = (await verification_texts(flow))[0]
+        text = (await verifications(flow))[0]
         assert "SR-3 warning" in text
         assert "not fixed" in text
 
@@ -102,7 +84,7 @@ async def test_a_mode_moved_before_approval_is_refused_with_what_moved(
 ) -> None:
     """Someone sets FORWARD while the request waits for Bob: his approval is refused."""
     async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
-        root_ts, request_id = await requested(flow, "SR-A1")
+        root_ts, request_id = await flow.request("SR-A1", RUNBOOK, DIAGNOSE)
         fresh_lab.registry.registry.set_mode("orders-value", "FORWARD")
         await flow.click("approve-request", request_id, APPROVER, root_ts)
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "refused")
@@ -117,7 +99,7 @@ async def test_clearing_the_cache_restarts_the_registry_deployment_once(
     """SR-A2 (medium, runs on submit): one PATCH stamping the registry's pod template; its
     log starts empty; the verification runs (the schema is still refused: not fixed)."""
     async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
-        await requested(flow, "SR-A2")
+        await flow.request("SR-A2", RUNBOOK, DIAGNOSE)
         assert "streamhouse-schema-registry" in str(slack_emulator.views[0])
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
         assert writes(fresh_lab) == [("PATCH", REGISTRY_PATH)]
@@ -125,6 +107,6 @@ async def test_clearing_the_cache_restarts_the_registry_deployment_once(
         assert workload.annotations["kubectl.kubernetes.io/restartedAt"]
         assert row["result"]["stamp"]
         assert fresh_lab.world.subjects["orders-value"].compatibility is None
-        text = (await verification_texts(flow))[0]
+        text = (await verifications(flow))[0]
         assert "SR-1" in text
         assert "not fixed" in text

@@ -10,8 +10,8 @@ import psycopg
 
 from lab.slack import SlackEmulator
 from lab.stack import Lab
-from tests.approvals.conftest import APPROVER, CHANNEL, Flow, running_flow
-from tests.approvals.test_restart_agents import WORKLOAD_PATH, patches, requested
+from tests.approvals.conftest import APPROVER, CHANNEL, Flow, requests_of, resolved, running_flow
+from tests.approvals.test_restart_agents import WORKLOAD_PATH, requested
 
 EVENT_ID = re.compile(r"^#(\d+) ")
 
@@ -57,12 +57,7 @@ async def test_slack_errors_and_a_restart_lose_and_double_no_audit_event(
     kinds = [kind for kind, _, _ in await flow.audit_kinds()]
     assert "action.verification" not in kinds  # stopped before the verification ran
     async with running_flow(fresh_lab, slack_emulator, database_url, **slow) as flow:
-
-        def resolved() -> bool:
-            root = slack_emulator.message(CHANNEL, root_ts) or {}
-            return "resolved" in str(root).lower()
-
-        await slack_emulator.async_wait_for(resolved, timeout=60)
+        await resolved(flow, root_ts)
         expected = await incident_event_ids(flow)
         await slack_emulator.async_wait_for(
             lambda: len(thread_event_ids(slack_emulator, root_ts)) >= len(expected), timeout=60
@@ -125,7 +120,7 @@ async def test_requests_left_half_way_by_a_stopped_bot_are_finished_by_the_next(
                 state,
                 request_id,
             )
-    assert patches(fresh_lab) == []
+    assert requests_of(fresh_lab, "PATCH") == []
     async with running_flow(fresh_lab, slack_emulator, database_url) as flow:
 
         async def settled() -> dict[str, tuple[str, str]]:
@@ -146,4 +141,4 @@ async def test_requests_left_half_way_by_a_stopped_bot_are_finished_by_the_next(
         assert rows["cut-off"][0] == "failed"
         assert "outcome unknown" in rows["cut-off"][1]
         assert "stale" in rows["stale"][1]
-        assert patches(fresh_lab) == [WORKLOAD_PATH]
+        assert requests_of(fresh_lab, "PATCH") == [WORKLOAD_PATH]

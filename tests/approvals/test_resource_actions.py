@@ -2,7 +2,7 @@
 Slack against the oom and disk-full labs.
 
 RP-5 (part of RP-V) needs an hour of memory history: right after a rollout the new pods
-have none, so "fixed" can only be seen once time has passed. ``time_passes`` restarts the
+have none, so "fixed" can only be seen once time has passed. ``Lab.time_passes`` restarts the
 lab's Prometheus with hours of the world as it is now, as the throttling tests do.
 """
 
@@ -17,66 +17,28 @@ from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
 from lab.world import GIB, Resources
-from tests.approvals.conftest import CHANNEL, Flow, running_flow, started_lab
+from tests.approvals.conftest import (
+    Flow,
+    resolved,
+    running_flow,
+    started_lab,
+    switched,
+    verifications,
+    writes,
+)
 
 OOM = ("oom", "default")
 DISK_FULL = ("disk-full", "default")
 RUNBOOK = "resource-pressure"
 WORKLOAD_PATH = "/apis/apps/v1/namespaces/streamhouse/deployments/streamhouse-agent"
 CLAIM_PATH = "/api/v1/namespaces/streamhouse/persistentvolumeclaims/streamhouse-wal"
-FAST = {"bot_verify_delays_s": "0.5,20"}  # the last run comes after ``time_passes``
+FAST = {"bot_verify_delays_s": "0.5,20"}  # the last run comes after ``Lab.time_passes``
 
 
 @pytest.fixture(scope="module")
 def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     """One runbook-profile lab for the module (each test switches to its scenario)."""
     yield from started_lab(pg_server, OOM)
-
-
-def switched(lab: Lab, scenario: tuple[str, str]) -> Lab:
-    """The lab freshly in ``scenario``, with an empty request log."""
-    lab.switch(*scenario)
-    lab.kubernetes.clear_requests()
-    return lab
-
-
-def writes(lab: Lab) -> list[tuple[str, str]]:
-    """(method, path) of every request to the Kubernetes API that was not a read."""
-    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
-
-
-def time_passes(lab: Lab, hours: float = 1.5) -> None:
-    """Prometheus restarted with ``hours`` of the world as it is now (about 6 s)."""
-    prometheus = lab.prometheus
-    assert prometheus is not None
-    prometheus.restart_fresh()
-    lab.exporter.counters.reset()
-    with lab.world.lock:
-        prometheus.backfill_history(lab.world, hours=hours, counters=lab.exporter.counters)
-    prometheus.start()
-
-
-async def resolved(flow: Flow, root_ts: str, within_s: float = 60) -> None:
-    """Wait until the incident's root message says resolved."""
-
-    def done() -> bool:
-        return "resolved" in str(flow.slack.message(CHANNEL, root_ts) or {}).lower()
-
-    await flow.slack.async_wait_for(done, timeout=within_s)
-
-
-async def verifications(flow: Flow, count: int = 1) -> list[str]:
-    """The texts of the ``action.verification`` audit events, once there are ``count``."""
-
-    async def texts() -> list[str]:
-        return [t for kind, _, t in await flow.audit_kinds() if kind == "action.verification"]
-
-    for _ in range(300):
-        found = await texts()
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"fewer than {count} verifications: {await texts()}")
 
 
 async def clicked(flow: Flow, action: str) -> str:
@@ -109,7 +71,7 @@ async def test_raising_the_memory_limit_stops_the_oom_kills_and_verifies_fixed(
         assert all(a.phase == "Running" and a.last_terminated_reason is None for a in world.agents)
         first = await verifications(flow)
         assert "RP-1 ok" in first[0]
-        await asyncio.to_thread(time_passes, lab)
+        await asyncio.to_thread(lab.time_passes)
         await resolved(flow, root_ts)
         assert "RP-5 ok" in (await verifications(flow, 2))[-1]
 

@@ -8,21 +8,19 @@ import re
 from lab.slack import SlackEmulator
 from lab.stack import Lab
 from tests.approvals.conftest import (
+    ACTION,
     APPROVER,
     CHANNEL,
     GROUP_APPROVER,
     OUTSIDER,
     REQUESTER,
     Flow,
+    requests_of,
+    resolved,
     running_flow,
 )
 
 WORKLOAD_PATH = "/apis/apps/v1/namespaces/streamhouse/deployments/streamhouse-agent"
-
-
-def patches(lab: Lab) -> list[str]:
-    """The PATCH requests the lab's Kubernetes API received."""
-    return [r.path for r in lab.kubernetes.requests if r.method == "PATCH"]
 
 
 def thread_text(flow: Flow, root_ts: str) -> str:
@@ -32,9 +30,7 @@ def thread_text(flow: Flow, root_ts: str) -> str:
 
 async def requested(flow: Flow) -> tuple[str, str]:
     """Diagnose, click CB-A2 and submit the modal: (incident root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose()
-    await flow.click_request(buttons_ts)
-    return root_ts, await flow.submit_request(root_ts)
+    return await flow.request(ACTION, "circuit-breaker")
 
 
 async def test_ten_concurrent_approvals_restart_once_and_verification_resolves(
@@ -54,18 +50,13 @@ async def test_ten_concurrent_approvals_restart_once_and_verification_resolves(
         )
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
         assert row["approved_by"] == APPROVER
-        assert patches(fresh_lab) == [WORKLOAD_PATH]
+        assert requests_of(fresh_lab, "PATCH") == [WORKLOAD_PATH]
         assert {p.pod for p in fresh_lab.world.agents}.isdisjoint(pods_before)
         message = slack_emulator.message(CHANNEL, row["message_ts"])
         assert message is not None
         assert "approve-request" not in str(message)
         assert "succeeded" in str(message)
-
-        def resolved() -> bool:
-            root = slack_emulator.message(CHANNEL, root_ts) or {}
-            return "resolved" in str(root).lower()
-
-        await slack_emulator.async_wait_for(resolved, timeout=60)
+        await resolved(flow, root_ts)
         text = thread_text(flow, root_ts)
         assert "fixed" in text
         kinds = [kind for kind, _, _ in await flow.audit_kinds()]
@@ -90,7 +81,7 @@ async def test_outsider_cannot_request_and_is_audited(
         assert slack_emulator.views == []
         events = await flow.audit_kinds()
         assert ("action.refused", OUTSIDER) in [(kind, actor) for kind, actor, _ in events]
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
 
 
 async def test_requester_cannot_approve_their_own_request_and_a_deny_ends_it(
@@ -107,7 +98,7 @@ async def test_requester_cannot_approve_their_own_request_and_a_deny_ends_it(
         row = await flow.row()
         assert row is not None
         assert row["state"] == "pending"
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
         texts = [text for kind, _, text in await flow.audit_kinds() if kind == "action.refused"]
         assert any("own" in text for text in texts)
         await flow.click("deny-request", request_id, APPROVER, root_ts)
@@ -115,7 +106,7 @@ async def test_requester_cannot_approve_their_own_request_and_a_deny_ends_it(
         message = str(slack_emulator.message(CHANNEL, denied["message_ts"]))
         assert "approve-request" not in message
         assert "denied" in message
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
 
 
 async def test_expired_request_is_refused(
@@ -128,7 +119,7 @@ async def test_expired_request_is_refused(
         await flow.click("approve-request", request_id, APPROVER, root_ts)
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "expired")
         assert row["approved_by"] is None
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
         assert "has expired" in str(slack_emulator.responses())
 
 
@@ -143,7 +134,7 @@ async def test_dry_run_previews_without_executing(
         assert row["approved_by"] == GROUP_APPROVER
         assert "dry run" in row["result"]["refused"]
         assert "target" in row["result"]["preview"]
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
 
 
 async def test_freeze_stops_execution_and_only_approvers_may_set_it(
@@ -163,7 +154,7 @@ async def test_freeze_stops_execution_and_only_approvers_may_set_it(
         await flow.click("approve-request", request_id, APPROVER, root_ts)
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "refused")
         assert "frozen" in row["result"]["refused"]
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
 
 
 async def test_cooldown_refuses_and_says_when_it_ends(
@@ -186,7 +177,7 @@ async def test_cooldown_refuses_and_says_when_it_ends(
             lambda r: r is not None and r["id"] == request_id and r["state"] == "refused"
         )
         assert re.search(r"cooldown ends at \d\d:\d\d:\d\d UTC", row["result"]["refused"])
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
 
 
 async def test_state_change_before_execution_is_refused_with_what_changed(
@@ -200,7 +191,7 @@ async def test_state_change_before_execution_is_refused_with_what_changed(
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "refused")
         assert "state changed" in row["result"]["refused"]
         assert "S3 is not healthy" in row["result"]["refused"]
-        assert patches(fresh_lab) == []
+        assert requests_of(fresh_lab, "PATCH") == []
         message = slack_emulator.message(CHANNEL, row["message_ts"])
         assert "approve-request" not in str(message)
         assert "refused" in str(message)
@@ -218,12 +209,7 @@ async def test_verification_resumes_after_a_bot_restart(
         await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
     assert "action.verification" not in [kind for kind, _, _ in await flow.audit_kinds()]
     async with running_flow(fresh_lab, slack_emulator, database_url, **slow) as flow:
-
-        def resolved() -> bool:
-            root = slack_emulator.message(CHANNEL, root_ts) or {}
-            return "resolved" in str(root).lower()
-
-        await slack_emulator.async_wait_for(resolved, timeout=60)
+        await resolved(flow, root_ts)
         kinds = [kind for kind, _, _ in await flow.audit_kinds()]
         assert kinds.count("action.verification") == 1
-        assert patches(fresh_lab) == [WORKLOAD_PATH]
+        assert requests_of(fresh_lab, "PATCH") == [WORKLOAD_PATH]

@@ -2,7 +2,7 @@
 against the s3-throttling lab.
 
 The throttling checks read 5-minute rates, so a fix shows in them minutes later. Where a
-test needs the verification to see the world after the fix, ``time_passes`` restarts the
+test needs the verification to see the world after the fix, ``Lab.time_passes`` restarts the
 lab's Prometheus with hours of the world as it is now (the check windows then no longer
 reach back to before the fix), the way ``Lab.switch`` does for a new scenario.
 """
@@ -18,13 +18,20 @@ import pytest
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
-from tests.approvals.conftest import CHANNEL, Flow, running_flow, started_lab
+from tests.approvals.conftest import (
+    resolved,
+    running_flow,
+    started_lab,
+    switched,
+    verifications,
+    writes,
+)
 
 BURST = ("s3-throttling", "burst")
 SUSTAINED = ("s3-throttling", "sustained")
 RUNBOOK = "s3-throttling"
 WORKLOAD_PATH = "/apis/apps/v1/namespaces/streamhouse/deployments/streamhouse-agent"
-FAST = {"bot_verify_delays_s": "1,14"}  # the last run comes after ``time_passes``
+FAST = {"bot_verify_delays_s": "1,14"}  # the last run comes after ``Lab.time_passes``
 ALLOWED = re.compile(r"allowed (\d+)% of PUTs")
 
 
@@ -32,51 +39,6 @@ ALLOWED = re.compile(r"allowed (\d+)% of PUTs")
 def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
     """One runbook-profile lab for the module (each test switches to its scenario)."""
     yield from started_lab(pg_server, SUSTAINED)
-
-
-def switched(lab: Lab, scenario: tuple[str, str]) -> Lab:
-    """The lab freshly in ``scenario``, with an empty request log."""
-    lab.switch(*scenario)
-    lab.kubernetes.clear_requests()
-    return lab
-
-
-def writes(lab: Lab) -> list[tuple[str, str]]:
-    """(method, path) of every request to the Kubernetes API that was not a read."""
-    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
-
-
-def time_passes(lab: Lab, hours: float = 1.5) -> None:
-    """Prometheus forgets the past: restarted on fresh storage with ``hours`` of the world
-    as it is now, the counters continuing from it (blocking, about 6 s)."""
-    prometheus = lab.prometheus
-    assert prometheus is not None
-    prometheus.restart_fresh()
-    lab.exporter.counters.reset()
-    with lab.world.lock:
-        prometheus.backfill_history(lab.world, hours=hours, counters=lab.exporter.counters)
-    prometheus.start()
-
-
-async def resolved(flow: Flow, root_ts: str, within_s: float = 60) -> None:
-    """Wait until the incident's root message says resolved."""
-
-    def done() -> bool:
-        return "resolved" in str(flow.slack.message(CHANNEL, root_ts) or {}).lower()
-
-    await flow.slack.async_wait_for(done, timeout=within_s)
-
-
-async def verifications(flow: Flow) -> list[str]:
-    """The texts of every ``action.verification`` audit event, in order."""
-    return [text for kind, _, text in await flow.audit_kinds() if kind == "action.verification"]
-
-
-async def request_action(flow: Flow, action: str) -> tuple[str, str]:
-    """Diagnose s3-throttling, click ``action``, submit: (root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose(f"diagnose {RUNBOOK}", action)
-    await flow.click_request(buttons_ts, action=action, runbook=RUNBOOK)
-    return root_ts, await flow.submit_request(root_ts)
 
 
 async def test_waiting_out_a_burst_watches_until_the_limiter_allows_again(
@@ -87,14 +49,14 @@ async def test_waiting_out_a_burst_watches_until_the_limiter_allows_again(
     switched(lab, BURST)
     watch = {"bot_watch_interval_s": 0.5, "bot_watch_window_s": 40}
     async with running_flow(lab, slack_emulator, database_url, **watch) as flow:
-        root_ts, _ = await request_action(flow, "TH-A1")
+        root_ts, _ = await flow.request("TH-A1", RUNBOOK)
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
         assert row["result"]["watch"] == {"checks": ["TH-2"], "window_s": 600.0}
         assert "nothing changes" in str(slack_emulator.views[0])
         with lab.world.lock:  # the producers' burst ends
             lab.world.traffic.put_demand_per_s = 800.0
             lab.world.touch()
-        await asyncio.to_thread(time_passes, lab)
+        await asyncio.to_thread(lab.time_passes)
         await resolved(flow, root_ts)
         texts = await verifications(flow)
         assert "watch of" in texts[-1]
@@ -111,7 +73,7 @@ async def test_raising_the_put_limit_patches_the_env_once_and_verifies_fixed(
     pods_before = {agent.pod for agent in lab.world.agents}
     revision = lab.world.agent_workload.revision
     async with running_flow(lab, slack_emulator, database_url, **FAST) as flow:
-        root_ts, _ = await request_action(flow, "TH-A2")
+        root_ts, _ = await flow.request("TH-A2", RUNBOOK)
         view = str(slack_emulator.views[0])
         assert "THROTTLE_PUT_RATE=3000" in view
         assert "THROTTLE_PUT_RATE=3500" in view
@@ -122,7 +84,7 @@ async def test_raising_the_put_limit_patches_the_env_once_and_verifies_fixed(
         assert lab.world.agent_workload.env["THROTTLE_PUT_RATE"] == "3500"
         assert lab.world.agent_workload.revision == revision + 1
         assert {agent.pod for agent in lab.world.agents}.isdisjoint(pods_before)
-        await asyncio.to_thread(time_passes, lab)
+        await asyncio.to_thread(lab.time_passes)
         await resolved(flow, root_ts)
         texts = await verifications(flow)
         assert "verification of" in texts[-1]
@@ -158,25 +120,16 @@ async def test_scaling_out_adds_one_agent_and_the_limiter_allows_more(
     switched(lab, SUSTAINED)
     pods_before = {agent.pod for agent in lab.world.agents}
     async with running_flow(lab, slack_emulator, database_url, **FAST) as flow:
-        _, _ = await request_action(flow, "TH-A3")
+        _, _ = await flow.request("TH-A3", RUNBOOK)
         assert "3 replicas" in str(slack_emulator.views[0])
         row = await flow.wait_row(lambda r: r is not None and r["state"] == "succeeded")
         assert row["result"]["replicas"] == 4
         assert writes(lab) == [("PATCH", f"{WORKLOAD_PATH}/scale")]
         assert lab.world.agent_workload.replicas == 4
         assert pods_before < {agent.pod for agent in lab.world.agents}
-        await asyncio.to_thread(time_passes, lab)
+        await asyncio.to_thread(lab.time_passes)
 
-        async def final() -> list[str]:
-            texts = await verifications(flow)
-            return texts if len(texts) == 2 else []
-
-        texts: list[str] = []
-        for _ in range(300):
-            texts = await final()
-            if texts:
-                break
-            await asyncio.sleep(0.1)
+        texts = await verifications(flow, 2)
         assert len(texts) == 2, texts
         before_fix = 750 / 1600  # each agent allowed 750 of its 1600 PUT/s
         found = ALLOWED.search(texts[-1])

@@ -6,21 +6,28 @@ The corrupted WAL of orders-2 sits on the second agent, which crash-loops. Exec 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
 
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
 from lab.world import Agent
-from tests.approvals.conftest import APPROVER, CHANNEL, Flow, running_flow, started_lab
+from tests.approvals.conftest import (
+    APPROVER,
+    final_verification,
+    resolved,
+    running_flow,
+    started_lab,
+    switched,
+    verification_bodies,
+    writes,
+)
 
 SCENARIO = ("wal-corruption", "default")
 PODS = "/api/v1/namespaces/streamhouse/pods"
+RUNBOOK = "wal-recovery"
 FAST = {"bot_verify_delays_s": "0.5,1.5"}
 
 
@@ -34,55 +41,14 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
 def fresh_lab(lab: Lab) -> Lab:
     """The lab back in the scenario, exec allowed, the request log empty (no WAL check
     reads Prometheus while exec lists the files, so it keeps its first load)."""
-    lab.switch(*SCENARIO, metrics=False)
+    switched(lab, SCENARIO, metrics=False)
     lab.world.exec_allowed = True
-    lab.kubernetes.clear_requests()
     return lab
 
 
 def broken_agent(lab: Lab) -> Agent:
     """The agent whose orders-2 WAL is corrupted."""
     return next(a for a in lab.world.agents if any(w.corrupted for w in a.wal_files))
-
-
-def writes(lab: Lab) -> list[tuple[str, str]]:
-    """Every changing request the Kubernetes fake received, except exec (checked by state)."""
-    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
-
-
-async def requested(flow: Flow, action: str) -> tuple[str, str]:
-    """Diagnose wal-recovery, click ``action`` and submit: (root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose("diagnose wal-recovery", action)
-    await flow.click_request(buttons_ts, action=action, runbook="wal-recovery")
-    return root_ts, await flow.submit_request(root_ts)
-
-
-async def verifications(flow: Flow) -> list[dict[str, Any]]:
-    """The bodies of every ``action.verification`` audit event, oldest first."""
-    async with await psycopg.AsyncConnection.connect(flow.database_url) as conn:
-        cursor = await conn.execute(
-            "SELECT body FROM audit_events WHERE kind = 'action.verification' ORDER BY id"
-        )
-        return [row[0] for row in await cursor.fetchall()]
-
-
-async def final_verification(flow: Flow) -> dict[str, Any]:
-    """The deciding verification's body, once it is recorded."""
-    for _ in range(100):
-        final = [body for body in await verifications(flow) if body["final"]]
-        if final:
-            return final[-1]
-        await asyncio.sleep(0.3)
-    raise AssertionError("no final verification within 30 s")
-
-
-async def resolved(flow: Flow, root_ts: str) -> None:
-    """Wait until the incident's root message says resolved."""
-
-    def done() -> bool:
-        return "resolved" in str(flow.slack.message(CHANNEL, root_ts) or {}).lower()
-
-    await flow.slack.async_wait_for(done, timeout=60)
 
 
 async def test_quarantine_moves_the_wal_aside_restarts_one_pod_and_verifies(
@@ -94,7 +60,7 @@ async def test_quarantine_moves_the_wal_aside_restarts_one_pod_and_verifies(
     broken = broken_agent(fresh_lab)
     pod, others = broken.pod, {a.pod for a in fresh_lab.world.agents if a is not broken}
     async with running_flow(fresh_lab, slack_emulator, database_url, **FAST) as flow:
-        root_ts, request_id = await requested(flow, "WAL-A2")
+        root_ts, request_id = await flow.request("WAL-A2", RUNBOOK)
         view = str(slack_emulator.views[-1])
         assert "orders-2: up to" in view
         assert "unflushed data (WAL-5)" in view
@@ -110,18 +76,19 @@ async def test_quarantine_moves_the_wal_aside_restarts_one_pod_and_verifies(
         assert {a.pod for a in fresh_lab.world.agents if a is not broken} == others
         assert "moved /data/wal/orders-2.wal" in row["result"]["text"]
         await resolved(flow, root_ts)
-        assert (await verifications(flow))[-1]["fixed"] is True
+        assert (await verification_bodies(flow))[-1]["fixed"] is True
 
 
 async def test_rebuild_renames_the_wal_to_old_and_restarts_the_agent(
     fresh_lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
 ) -> None:
     """WAL-A3: ``mv orders-2.wal orders-2.wal.old`` as the runbook writes it, one pod
-    deleted; verification finds the agent running and no WAL error."""
+    deleted; verification finds the agent running, no WAL error and no live WAL outlier
+    (the ``.old`` file waits for RP-A4), and the incident resolves."""
     broken = broken_agent(fresh_lab)
     pod = broken.pod
     async with running_flow(fresh_lab, slack_emulator, database_url, **FAST) as flow:
-        root_ts, request_id = await requested(flow, "WAL-A3")
+        root_ts, request_id = await flow.request("WAL-A3", RUNBOOK)
         assert "mv /data/wal/orders-2.wal /data/wal/orders-2.wal.old" in str(
             slack_emulator.views[-1]
         )
@@ -131,8 +98,8 @@ async def test_rebuild_renames_the_wal_to_old_and_restarts_the_agent(
         assert list(broken.wal_aside) == ["orders-2.wal.old"]
         assert broken.phase == "Running"
         found = await final_verification(flow)
-        assert found["checks"]["WAL-1"] == "ok"
-        assert found["checks"]["WAL-4"] == "ok"
+        assert found["checks"] == {"WAL-1": "ok", "WAL-2": "ok", "WAL-4": "ok"}
+        await resolved(flow, root_ts)
 
 
 async def test_watch_reports_the_recovery_counts_and_resolves_when_the_agent_recovers(
@@ -158,7 +125,7 @@ async def test_watch_reports_the_recovery_counts_and_resolves_when_the_agent_rec
         assert row["result"]["watch"]["checks"] == ["WAL-4", "WAL-1", "WAL-2"]
         assert writes(fresh_lab) == []
         await resolved(flow, root_ts)
-        assert (await verifications(flow))[-1]["fixed"] is True
+        assert (await verification_bodies(flow))[-1]["fixed"] is True
 
 
 async def test_quarantine_refuses_when_the_wal_is_gone_before_approval(
@@ -168,7 +135,7 @@ async def test_quarantine_refuses_when_the_wal_is_gone_before_approval(
     request is refused with what changed; no pod is deleted, nothing moved."""
     broken = broken_agent(fresh_lab)
     async with running_flow(fresh_lab, slack_emulator, database_url, **FAST) as flow:
-        root_ts, request_id = await requested(flow, "WAL-A2")
+        root_ts, request_id = await flow.request("WAL-A2", RUNBOOK)
         with fresh_lab.world.lock:
             broken.wal_files = [w for w in broken.wal_files if not w.corrupted]
         await flow.click("approve-request", request_id, APPROVER, root_ts)

@@ -7,18 +7,23 @@ uploaded hours ago, and one ``payments-1.wal.old`` newer than its partition's la
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
 
 from bot.store import EmbeddedPostgres
 from lab.slack import SlackEmulator
 from lab.stack import Lab
 from lab.world import GIB
-from tests.approvals.conftest import APPROVER, CHANNEL, Flow, running_flow, started_lab
+from tests.approvals.conftest import (
+    APPROVER,
+    final_verification,
+    resolved,
+    running_flow,
+    started_lab,
+    switched,
+    writes,
+)
 
 SCENARIO = ("disk-full", "default")
 
@@ -31,9 +36,8 @@ def lab(pg_server: EmbeddedPostgres) -> Iterator[Lab]:
 
 def back_to_scenario(lab: Lab, *, metrics: bool) -> Lab:
     """The lab back in the scenario, exec allowed, the request log empty."""
-    lab.switch(*SCENARIO, metrics=metrics)
+    switched(lab, SCENARIO, metrics=metrics)
     lab.world.exec_allowed = True
-    lab.kubernetes.clear_requests()
     return lab
 
 
@@ -55,32 +59,6 @@ def aside_files(lab: Lab) -> dict[str, list[str]]:
     return {agent.pod: sorted(agent.wal_aside) for agent in lab.world.agents}
 
 
-def writes(lab: Lab) -> list[tuple[str, str]]:
-    """Every changing request the Kubernetes fake received (exec is checked by state)."""
-    return [(r.method, r.path) for r in lab.kubernetes.requests if r.method != "GET"]
-
-
-async def requested(flow: Flow) -> tuple[str, str]:
-    """Diagnose resource-pressure, click RP-A4 and submit: (root ts, request id)."""
-    root_ts, buttons_ts = await flow.diagnose("diagnose resource-pressure", "RP-A4")
-    await flow.click_request(buttons_ts, action="RP-A4", runbook="resource-pressure")
-    return root_ts, await flow.submit_request(root_ts)
-
-
-async def last_verification(flow: Flow) -> dict[str, Any]:
-    """The newest ``action.verification`` audit body, once there is a final one."""
-    for _ in range(100):
-        async with await psycopg.AsyncConnection.connect(flow.database_url) as conn:
-            cursor = await conn.execute(
-                "SELECT body FROM audit_events WHERE kind = 'action.verification' ORDER BY id"
-            )
-            bodies = [row[0] for row in await cursor.fetchall()]
-        if bodies and (bodies[-1]["final"] or bodies[-1]["fixed"]):
-            return bodies[-1]
-        await asyncio.sleep(0.3)
-    raise AssertionError("no deciding verification within 30 s")
-
-
 async def test_deletes_exactly_the_proven_files_and_the_disk_verifies(
     fresh_lab: Lab, slack_emulator: SlackEmulator, database_url: str, aws_env: None
 ) -> None:
@@ -92,7 +70,7 @@ async def test_deletes_exactly_the_proven_files_and_the_disk_verifies(
     async with running_flow(
         fresh_lab, slack_emulator, database_url, bot_verify_delays_s="0.5,1.5"
     ) as flow:
-        root_ts, request_id = await requested(flow)
+        root_ts, request_id = await flow.request("RP-A4", "resource-pressure")
         view = str(slack_emulator.views[-1])
         assert "3 *.old WAL file(s)" in view
         assert f"kept (not proven in S3): {unproven.pod}:payments-1.wal.old" in view
@@ -106,12 +84,8 @@ async def test_deletes_exactly_the_proven_files_and_the_disk_verifies(
         }
         assert all(a.volume_used_bytes == used[a.pod] - 8 * GIB for a in world.agents)
         assert all(len(a.wal_files) == 1 for a in world.agents)
-
-        def resolved() -> bool:
-            return "resolved" in str(slack_emulator.message(CHANNEL, root_ts) or {}).lower()
-
-        await slack_emulator.async_wait_for(resolved, timeout=60)
-        verdict = await last_verification(flow)
+        await resolved(flow, root_ts)
+        verdict = await final_verification(flow, or_fixed=True)
         assert verdict["fixed"] is True
         assert verdict["checks"] == {"RP-1": "ok", "RP-2": "ok", "RP-5": "ok"}
 
@@ -124,7 +98,7 @@ async def test_refuses_when_the_proven_files_changed_before_approval(
     world = quick_lab.world
     first = world.agents[0]
     async with running_flow(quick_lab, slack_emulator, database_url) as flow:
-        root_ts, request_id = await requested(flow)
+        root_ts, request_id = await flow.request("RP-A4", "resource-pressure")
         assert world.delete_aside_wal(first.pod, "orders-0.wal.old")
         before = aside_files(quick_lab)
         await flow.click("approve-request", request_id, APPROVER, root_ts)
