@@ -23,10 +23,12 @@ from bot.audit import append_event
 from bot.deps import Deps
 from bot.engine import run_runbook
 from bot.errors import ConflictError
+from bot.executors.execution import incident_target
 from bot.incidents import IncidentStore
 from bot.models import CheckResult, Status
 from bot.profiles import profile_named
 from bot.settings import Settings
+from bot.sources.window import after
 from bot.store.db import Database
 from bot.subcommands.incident import refresh_root_message
 from handlers.base import CheckContext
@@ -65,6 +67,7 @@ _CANCEL_REST = """
 """
 _DONE = "UPDATE action_verifications SET state = 'done', fixed = %s WHERE id = %s"
 _PLACE = "SELECT channel, thread_ts FROM incidents WHERE id = %s"
+_EXECUTED_AT = "SELECT executed_at FROM action_requests WHERE id = %s"
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,14 @@ class VerificationWorker:
         deps = self._deps
         runbook = RUNBOOKS[due.runbook]
         profile = profile_named(deps.settings.streamhouse_profile)
-        ctx = CheckContext(deps.sources.sources, profile, now=datetime.now(UTC))
+        # The incident's target, and logs only from the execution on: a conflict line written
+        # before the fix is no evidence that it did not hold.
+        target = await incident_target(deps, due.incident_id)
+        executed_at = await self._executed_at(due.request_id)
+        sources = deps.sources.sources
+        if executed_at is not None:
+            sources = after(sources, executed_at)
+        ctx = CheckContext(sources, profile, target, now=datetime.now(UTC))
         diagnosis = await run_runbook(runbook, ctx, runbook_base_url=deps.settings.runbook_base_url)
         results = [c for c in diagnosis.checks if c.id in due.check_ids]
         fixed = is_fixed(results)
@@ -169,6 +179,12 @@ class VerificationWorker:
         await self._record(due, fixed, decided, results)
         if decided and fixed:
             await self._resolve(due)
+
+    async def _executed_at(self, request_id: str) -> datetime | None:
+        async with self._deps.db.pool.connection() as conn:
+            cursor = await conn.execute(_EXECUTED_AT, (request_id,))
+            row = await cursor.fetchone()
+        return None if row is None or row[0] is None else row[0].astimezone(UTC)
 
     async def _record(
         self, due: DueVerification, fixed: bool, decided: bool, results: list[CheckResult]
