@@ -342,7 +342,7 @@ RUNBOOK = Runbook(
         ),
         ActionSpec(
             "WAL-A2",
-            "Quarantine the corrupted WAL (scale to 0, move aside, scale back)",
+            "Quarantine the corrupted WAL (move it aside, restart that agent)",
             Risk.HIGH,
             named_partitions_only,
             VERIFICATION,
