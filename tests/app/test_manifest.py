@@ -47,7 +47,7 @@ def test_manifest_declares_the_slash_command_and_needed_scopes() -> None:
 async def test_every_manifest_command_and_event_is_handled(
     bot: BotRuntime, driver: SlackDriver
 ) -> None:
-    """Each slash command and event the manifest subscribes to reaches a listener (200)."""
+    """Each slash command, event and shortcut the manifest declares reaches a listener."""
     data = manifest()
     for command in data["features"]["slash_commands"]:
         response = await driver.command("help", command=command["command"])
@@ -55,6 +55,12 @@ async def test_every_manifest_command_and_event_is_handled(
     for name in data["settings"]["event_subscriptions"]["bot_events"]:
         response = await driver.event(sample_event(EVENT_TYPES[name]))
         assert response.status == 200, name
+    for shortcut in data["features"]["shortcuts"]:
+        message, _ = await driver.message("C0GENERAL", "anything")
+        response = await driver.message_shortcut(
+            shortcut["callback_id"], channel_id="C0GENERAL", message_ts=message["ts"]
+        )
+        assert response.status == 200, shortcut["callback_id"]
 
 
 async def test_events_outside_the_manifest_are_not_handled(
