@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("words", nargs="*", metavar="RUNBOOK|all|key=value")
     diagnose.add_argument("--json", action="store_true", help="print the JSON of the contract")
     diagnose.add_argument("--deadline", type=float, default=8.0, help="seconds for all checks")
+    digest = commands.add_parser(
+        "digest",
+        help="print the health digest's six panels now; needs no Slack",
+        description="Reads PROMETHEUS_URL. Exit code: 0 all ok, 1 warning or critical, 2"
+        " configuration error, 3 a panel without data.",
+    )
+    digest.add_argument("--json", action="store_true", help="print the panels as JSON")
     audit = commands.add_parser(
         "audit",
         help="verify the tamper-evident audit chain or export an incident's timeline",
@@ -66,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.cli_diagnose import run_diagnose_cli
 
         return run_diagnose_cli(args.words, as_json=args.json, deadline_s=args.deadline)
+    if args.command == "digest":
+        from bot.cli_digest import run_digest_cli
+
+        return run_digest_cli(as_json=args.json)
     if args.command == "audit":
         from bot.cli_audit import run_audit_cli
 

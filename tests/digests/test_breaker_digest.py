@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 
 from bot.approvals import ApprovalStore, NewRequest
+from bot.cli import main
 from bot.digests.chart import CHART_SERIES
 from bot.digests.panels import PANELS, read_panels
 from bot.digests.post import post_digests
@@ -111,3 +113,19 @@ async def test_what_changed_lists_an_opened_incident_and_an_executed_action(
     assert "`CB-A2` on `deployment/streamhouse-agent` succeeded" in text
     assert "asked by <@U0ALICE>, approved by <@U0BOB>" in text
     assert "is open" in text  # the "Now" part lists it with its thread link
+
+
+def test_cli_digest_prints_the_panels_and_exits_by_the_worst(
+    lab: Lab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``streamhouse-bot digest --json`` against the lab: the breaker panel is critical, so
+    the exit code is 1; with Prometheus unreachable every panel is unknown (exit 3)."""
+    for key, value in lab.env().items():
+        monkeypatch.setenv(key, value)
+    assert main(["digest", "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["status"] == "critical"
+    assert [panel["key"] for panel in printed["panels"]] == [spec.key for spec in PANELS]
+    monkeypatch.setenv("PROMETHEUS_URL", "http://127.0.0.1:1")
+    assert main(["digest"]) == 3
+    assert capsys.readouterr().out.count("no data") == len(PANELS)
