@@ -52,10 +52,15 @@ async def test_ten_concurrent_approvals_restart_once_and_verification_resolves(
         assert row["approved_by"] == APPROVER
         assert requests_of(fresh_lab, "PATCH") == [WORKLOAD_PATH]
         assert {p.pod for p in fresh_lab.world.agents}.isdisjoint(pods_before)
-        message = slack_emulator.message(CHANNEL, row["message_ts"])
-        assert message is not None
+        # The state is stored before the buttons are replaced by the outcome.
+        message = await slack_emulator.async_wait_for(
+            lambda: (
+                "succeeded" in str(slack_emulator.message(CHANNEL, row["message_ts"]))
+                and slack_emulator.message(CHANNEL, row["message_ts"])
+            ),
+            timeout=15,
+        )
         assert "approve-request" not in str(message)
-        assert "succeeded" in str(message)
         await resolved(flow, root_ts)
         text = thread_text(flow, root_ts)
         assert "fixed" in text
