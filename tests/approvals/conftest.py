@@ -153,6 +153,16 @@ class Flow:
             message_ts=self.request_message_ts(root_ts),
         )
 
+    async def shown(self, message_ts: str, word: str) -> str:
+        """The request message once it shows ``word`` (the request's state is stored before
+        its buttons are replaced by the outcome)."""
+
+        def text() -> str:
+            return str(self.slack.message(CHANNEL, message_ts) or "")
+
+        found: str = await self.slack.async_wait_for(lambda: word in text() and text(), timeout=15)
+        return found
+
     async def row(self) -> dict[str, Any] | None:
         """The newest action request as stored."""
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
