@@ -185,8 +185,7 @@ async def create_requests(deps: Deps, channels: list[str], count: int) -> list[P
             preview=preview,
         )
         request = await approvals.create(new, ttl)
-        payload = request_message(request).to_slack()
-        payload.pop("response_type", None)
+        payload = request_message(request).to_message()
         posted = await deps.slack.chat_postMessage(
             channel=channel, thread_ts=incident.thread_ts, **payload
         )

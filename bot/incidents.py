@@ -78,7 +78,7 @@ _ATTACH_THREAD = f"""
     RETURNING {_COLUMNS}
 """  # noqa: S608 -- fixed column list
 # Events written before the thread existed go to it too, unless already posted.
-_REPOINT_OUTBOX = """
+REPOINT_OUTBOX = """
     UPDATE audit_outbox SET thread_ts = %s
     WHERE thread_ts IS NULL AND posted_ts IS NULL
       AND event_id IN (SELECT id FROM audit_events WHERE incident_id = %s)
@@ -226,7 +226,7 @@ class IncidentStore:
             if row is None:
                 current = await self._require(conn, incident_id)
                 raise ConflictError(f"{current.id} already has its thread.")
-            await conn.execute(_REPOINT_OUTBOX, (thread_ts, incident_id))
+            await conn.execute(REPOINT_OUTBOX, (thread_ts, incident_id))
         return Incident.from_row(row)
 
     async def get(self, incident_id: str) -> Incident | None:

@@ -24,3 +24,9 @@ class Reply:
         if self.blocks:
             payload["blocks"] = [block.to_dict() for block in self.blocks]
         return payload
+
+    def to_message(self) -> dict[str, Any]:
+        """Keyword arguments for ``chat.postMessage`` / ``chat.update`` (no response type)."""
+        payload = self.to_slack()
+        payload.pop("response_type", None)
+        return payload

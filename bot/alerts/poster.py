@@ -24,7 +24,6 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from psycopg.rows import dict_row
 from slack_sdk.errors import SlackApiError
@@ -34,7 +33,7 @@ from bot.deps import Deps
 from bot.engine import run_all, run_runbook
 from bot.errors import ConflictError
 from bot.executors.execution import incident_target
-from bot.incidents import Incident, IncidentStore
+from bot.incidents import REPOINT_OUTBOX, Incident, IncidentStore
 from bot.models import Diagnosis, Triage
 from bot.pace import ChannelPace
 from bot.profiles import profile_named
@@ -82,12 +81,6 @@ _SUMMARY_POSTED = """
     UPDATE incidents SET summary_ts = %s, thread_ts = coalesce(thread_ts, %s),
         alerts_posted_at = %s, alerts_noted_at = now()
     WHERE id = %s
-"""
-# Audit events written before the thread existed go to it now (unless already posted).
-_REPOINT_OUTBOX = """
-    UPDATE audit_outbox SET thread_ts = %s
-    WHERE thread_ts IS NULL AND posted_ts IS NULL
-      AND event_id IN (SELECT id FROM audit_events WHERE incident_id = %s)
 """
 _POSTED_UP_TO = """
     UPDATE incidents SET alerts_posted_at = %s, summary_edited_at = now() WHERE id = %s
@@ -184,7 +177,7 @@ class AlertPoster:
             return
         thread_ts = claimed.thread_ts or ts
         await conn.execute(_SUMMARY_POSTED, (ts, thread_ts, claimed.changed_at, claimed.id))
-        await conn.execute(_REPOINT_OUTBOX, (thread_ts, claimed.id))
+        await conn.execute(REPOINT_OUTBOX, (thread_ts, claimed.id))
 
     async def _update(self, conn: Connection, claimed: Claimed) -> None:
         incident = await self._incidents.get(claimed.id)
@@ -206,8 +199,7 @@ class AlertPoster:
             await conn.execute(_NOTED, (claimed.id,))
 
     async def _post(self, channel: str, reply: Reply, *, thread_ts: str | None) -> str | None:
-        payload: dict[str, Any] = reply.to_slack()
-        payload.pop("response_type", None)
+        payload = reply.to_message()
         try:
             response = await self._deps.slack.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, **payload

@@ -95,8 +95,7 @@ class Poster:
         """Post ``reply`` in its own slot; its ts, or None when Slack refused it."""
         if not await self.slot(channel):
             return None
-        payload = reply.to_slack()
-        payload.pop("response_type", None)
+        payload = reply.to_message()
         try:
             async with self._gate:
                 response = await self._deps.slack.chat_postMessage(channel=channel, **payload)

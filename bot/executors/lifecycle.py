@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -24,7 +23,6 @@ from bot.errors import BotError
 from bot.executors.execution import execute_request
 from bot.incidents import IncidentStore
 from bot.render.approval import outcome_message
-from bot.replies import Reply
 from bot.subcommands.incident import refresh_root_message
 from bot.verification import BOT_ACTOR, schedule
 
@@ -60,17 +58,10 @@ async def show_outcome(deps: Deps, request: ActionRequest) -> None:
         return
     try:
         await deps.slack.chat_update(
-            channel=incident.channel, ts=message_ts, **message_payload(outcome_message(request))
+            channel=incident.channel, ts=message_ts, **outcome_message(request).to_message()
         )
     except SlackApiError as error:  # the audit trail in the thread still has the outcome
         log.warning("could not show the outcome of %s: %s", request.id, error.response)
-
-
-def message_payload(reply: Reply) -> dict[str, Any]:
-    """A reply as ``chat.postMessage`` / ``chat.update`` arguments (no response type)."""
-    payload = reply.to_slack()
-    payload.pop("response_type", None)
-    return payload
 
 
 class OrphanSweeper:

@@ -25,7 +25,7 @@ from bot.approvals import ActionRequest, ApprovalStore, NewRequest
 from bot.deps import Deps
 from bot.errors import BotError, NotAuthorizedError, SourceUnavailableError
 from bot.executors.execution import preview_action
-from bot.executors.lifecycle import message_payload, run_approved, show_outcome
+from bot.executors.lifecycle import run_approved, show_outcome
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.incidents import IncidentStore
 from bot.listeners.errors import on_listener_error
@@ -182,7 +182,7 @@ async def _post_request(deps: Deps, store: ApprovalStore, request: ActionRequest
     incident = await IncidentStore(deps.db).get(request.incident_id)
     if incident is None or incident.thread_ts is None:
         return
-    payload = message_payload(request_message(request))
+    payload = request_message(request).to_message()
     response = await deps.slack.chat_postMessage(
         channel=incident.channel, thread_ts=incident.thread_ts, **payload
     )

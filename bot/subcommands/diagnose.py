@@ -173,7 +173,7 @@ def diagnosis_event(outcome: Outcome) -> dict[str, Any]:
 
 async def _post_root(deps: Deps, channel: str, reply: Reply) -> str:
     try:
-        response = await deps.slack.chat_postMessage(channel=channel, **_message(reply))
+        response = await deps.slack.chat_postMessage(channel=channel, **reply.to_message())
     except SlackApiError as error:
         code = error.response.get("error", "unknown")
         raise BotError(
@@ -185,12 +185,6 @@ async def _post_root(deps: Deps, channel: str, reply: Reply) -> str:
 
 async def _update_root(deps: Deps, channel: str, ts: str, reply: Reply) -> None:
     try:
-        await deps.slack.chat_update(channel=channel, ts=ts, **_message(reply))
+        await deps.slack.chat_update(channel=channel, ts=ts, **reply.to_message())
     except SlackApiError as error:  # the thread already holds the result
         log.warning("could not update the diagnosis root message: %s", error.response.get("error"))
-
-
-def _message(reply: Reply) -> dict[str, Any]:
-    payload = reply.to_slack()
-    payload.pop("response_type", None)
-    return payload

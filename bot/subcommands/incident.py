@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -105,8 +104,7 @@ async def refresh_root_message(deps: Deps, incident: Incident) -> None:
     alerts = None
     if incident.origin != "command":
         alerts = await AlertStore(deps.db).summary(incident.id)
-    payload: dict[str, Any] = render_incident_root(incident, alerts).to_slack()
-    payload.pop("response_type", None)
+    payload = render_incident_root(incident, alerts).to_message()
     try:
         await deps.slack.chat_update(channel=incident.channel, ts=summary_ts, **payload)
     except SlackApiError as error:
