@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.approvals import ActionRequest
 from bot.errors import BotError
-from bot.executors.base import ActionContext, params_of
+from bot.executors.base import ActionContext, Outcome, params_of
 from bot.sources.base import Kubernetes, WorkloadInfo
 from bot.sources.kubernetes_actions import KubernetesActions
 
@@ -83,3 +83,23 @@ async def set_previewed_env(
     env = {str(name): str(value) for name, value in (params.get("env") or {}).items()}
     await ctx.writers.require_kubernetes().set_agent_env(str(params["container"]), env)
     return env, dict(params.get("before") or {})
+
+
+async def agent_replicas_moved(ctx: ActionContext, request: ActionRequest) -> str | None:
+    """What moved in the agent workload's replica count since ``params["replicas_before"]``."""
+    before = params_of(request).get("replicas_before")
+    now = (await kubernetes_of(ctx).agent_workload()).replicas
+    return None if now == before else f"the agent workload has {now} replicas now, was {before}"
+
+
+async def scale_to_previewed(ctx: ActionContext, request: ActionRequest) -> Outcome:
+    """Scale the agents to the count the approver saw. An absolute count: a retry scales to
+    the same number and adds nothing twice."""
+    params = params_of(request)
+    replicas = int(params["replicas"])
+    await ctx.writers.require_kubernetes().scale_agents(replicas)
+    before = params.get("replicas_before")
+    return Outcome(
+        f"scaled {request.target} from {before} to {replicas} replicas",
+        {"replicas_before": before, "replicas": replicas},
+    )

@@ -28,7 +28,7 @@ from bot.executors.base import (
     Preview,
     params_of,
 )
-from bot.executors.common import cluster
+from bot.executors.common import agent_replicas_moved, cluster, scale_to_previewed
 from bot.settings import Settings
 from bot.sources.base import Kubernetes, PodInfo, PvcInfo, WorkloadInfo
 from handlers.resource_model import (
@@ -147,22 +147,14 @@ class ScaleAgentsOut:
             rollback=f"scale back to {replicas} with the same call; the removed agent's leases "
             "move to the others once they expire",
             blast_radius=f"one new agent pod; the {replicas} running agents are not restarted",
-            params={"from": replicas, "replicas": replicas + 1},
+            params={"replicas_before": replicas, "replicas": replicas + 1},
         )
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
-        was = int(params_of(request)["from"])
-        now = (await cluster(ctx)[1].agent_workload()).replicas
-        return None if now == was else f"the agents now have {now} replicas, was {was}"
+        return await agent_replicas_moved(ctx, request)
 
     async def execute(self, ctx: ActionContext, request: ActionRequest) -> Outcome:
-        params = params_of(request)
-        replicas = int(params["replicas"])
-        await ctx.writers.require_kubernetes().scale_agents(replicas)
-        return Outcome(
-            f"scaled {request.target} from {params['from']} to {replicas} replicas",
-            {"from": params["from"], "replicas": replicas},
-        )
+        return await scale_to_previewed(ctx, request)
 
 
 # -- RP-A3 -------------------------------------------------------------------------------------

@@ -12,15 +12,17 @@ from datetime import timedelta
 
 from bot.approvals import ActionRequest
 from bot.errors import BotError
-from bot.executors.base import NO_COOLDOWN, ActionContext, Executor, Outcome, Preview, params_of
+from bot.executors.base import NO_COOLDOWN, ActionContext, Executor, Outcome, Preview
 from bot.executors.circuit_breaker import THROTTLE_PUT_RATE, WatchChecks
 from bot.executors.common import (
     UNSET,
     agent_env_moved,
     agent_pod_names,
+    agent_replicas_moved,
     env_rollback,
     kubernetes_of,
     pods_text,
+    scale_to_previewed,
     set_previewed_env,
 )
 from bot.models import Diagnosis
@@ -144,21 +146,10 @@ class ScaleOutAgents:
         )
 
     async def changed(self, ctx: ActionContext, request: ActionRequest) -> str | None:
-        before = params_of(request).get("replicas_before")
-        workload = await kubernetes_of(ctx).agent_workload()
-        if workload.replicas != before:
-            return f"the agent workload has {workload.replicas} replicas now, was {before}"
-        return None
+        return await agent_replicas_moved(ctx, request)
 
     async def execute(self, ctx: ActionContext, request: ActionRequest) -> Outcome:
-        params = params_of(request)
-        replicas = int(params["replicas"])
-        # An absolute count: a retry scales to the same number and adds nothing twice.
-        await ctx.writers.require_kubernetes().scale_agents(replicas)
-        return Outcome(
-            f"scaled {request.target} from {params.get('replicas_before')} to {replicas} replicas",
-            {"replicas_before": params.get("replicas_before"), "replicas": replicas},
-        )
+        return await scale_to_previewed(ctx, request)
 
 
 EXECUTORS: dict[str, Executor] = {
