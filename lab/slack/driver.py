@@ -223,12 +223,7 @@ class SlackDriver:
         }
         found_block_id, element = _find_element(message, action_id)
         trigger = self.emulator.issue_trigger_id(trigger_id)
-        response_url = self.emulator.new_response_url(
-            channel_id=channel_id,
-            user_id=user_id,
-            message_ts=message_ts,
-            thread_ts=message.get("thread_ts"),
-        )
+        response_url = self._response_url(message, channel_id, user_id)
         action = payloads.action_object(
             element, action_id=action_id, block_id=block_id or found_block_id or "b", value=value
         )
@@ -257,12 +252,7 @@ class SlackDriver:
         if message is None:
             raise ValueError(f"no message {message_ts} in {channel_id}")
         trigger = self.emulator.issue_trigger_id()
-        response_url = self.emulator.new_response_url(
-            channel_id=channel_id,
-            user_id=user_id,
-            message_ts=message_ts,
-            thread_ts=message.get("thread_ts"),
-        )
+        response_url = self._response_url(message, channel_id, user_id)
         payload = payloads.message_action(
             self.team,
             self._actor(user_id, channel_id),
@@ -273,6 +263,15 @@ class SlackDriver:
         )
         result = await self._interactive(payload, retry_num=None, via=via)
         return _with_context(result, response_url, trigger)
+
+    def _response_url(self, message: dict[str, Any], channel_id: str, user_id: str) -> str:
+        """A response URL for an interaction on ``message`` (in its thread, if any)."""
+        return self.emulator.new_response_url(
+            channel_id=channel_id,
+            user_id=user_id,
+            message_ts=str(message["ts"]),
+            thread_ts=message.get("thread_ts"),
+        )
 
     async def view_submission(
         self,
