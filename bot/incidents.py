@@ -22,6 +22,7 @@ from bot.audit import append_event
 from bot.errors import ConflictError, NotFoundError, UsageError
 from bot.models import Status
 from bot.store.db import Connection, Database
+from handlers.base import Target
 
 INCIDENT_ID = re.compile(r"^SH-[1-9][0-9]{0,17}$")
 
@@ -126,6 +127,11 @@ class Incident:
     target: Mapping[str, Any] = field(default_factory=dict)  # what was diagnosed (Target)
     origin: str = "command"  # command | webhook | alertmanager-slack | grafana | shortcut
     summary_ts: str | None = None  # the bot's summary message when the root is not the bot's
+
+    def diagnosis_target(self) -> Target:
+        """What the incident's diagnosis was about, as the checks take it."""
+        known = Target.__dataclass_fields__
+        return Target(**{name: value for name, value in self.target.items() if name in known})
 
     @property
     def summary_message_ts(self) -> str | None:

@@ -32,7 +32,6 @@ from bot.alerts.store import AlertStore
 from bot.deps import Deps
 from bot.engine import run_all, run_runbook
 from bot.errors import ConflictError
-from bot.executors.execution import incident_target
 from bot.incidents import REPOINT_OUTBOX, Incident, IncidentStore
 from bot.models import Diagnosis, Triage
 from bot.pace import ChannelPace
@@ -265,7 +264,7 @@ class AlertPoster:
         alert message someone asked the bot to diagnose)."""
         deps = self._deps
         profile = profile_named(deps.settings.streamhouse_profile)
-        target = await incident_target(deps, incident.id)
+        target = incident.diagnosis_target()
         ctx = CheckContext(cached(deps.sources.sources), profile, target, datetime.now(UTC))
         base_url = deps.settings.runbook_base_url
         if incident.runbook is None:

@@ -30,9 +30,7 @@ log = logging.getLogger("bot.executors")
 async def incident_target(deps: Deps, incident_id: str) -> Target:
     """What the incident's diagnosis was about (an empty target when unknown)."""
     incident = await IncidentStore(deps.db).get(incident_id)
-    fields = dict(incident.target) if incident is not None else {}
-    known = {name: fields[name] for name in Target.__dataclass_fields__ if name in fields}
-    return Target(**known)
+    return Target() if incident is None else incident.diagnosis_target()
 
 
 async def action_context(deps: Deps, runbook_id: str, target: Target) -> ActionContext:
